@@ -1,0 +1,144 @@
+//! The seams where spans and log events leave the collector.
+//!
+//! The drain loop assembles each finished span (with the attributes and events that arrived
+//! before it) into a [`SpanData`] and each log frame into a [`LogData`], and hands them to the
+//! configured sinks. Exporters (OTLP, Zipkin, JSON lines, syslog) implement these traits; a sink
+//! must not block the drain loop: it queues (bounded) and counts what it drops.
+
+/// A typed value with owned strings.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OwnedValue {
+    /// Null.
+    Null,
+    /// Boolean.
+    Bool(bool),
+    /// Integer.
+    I64(i64),
+    /// Float.
+    F64(f64),
+    /// String (lossily decoded from UTF-8).
+    Str(String),
+    /// JSON text.
+    Json(String),
+}
+
+impl OwnedValue {
+    /// From a decoded value.
+    pub fn from_attr(v: &shmtel_core::reader::AttrValue<'_>) -> OwnedValue {
+        use shmtel_core::reader::AttrValue as A;
+        match *v {
+            A::Null => OwnedValue::Null,
+            A::Bool(b) => OwnedValue::Bool(b),
+            A::I64(i) => OwnedValue::I64(i),
+            A::F64(f) => OwnedValue::F64(f),
+            A::Str(s) => OwnedValue::Str(String::from_utf8_lossy(s).into_owned()),
+            A::Json(s) => OwnedValue::Json(String::from_utf8_lossy(s).into_owned()),
+        }
+    }
+
+    /// As a JSON value.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            OwnedValue::Null => serde_json::Value::Null,
+            OwnedValue::Bool(b) => (*b).into(),
+            OwnedValue::I64(i) => (*i).into(),
+            OwnedValue::F64(f) => serde_json::Number::from_f64(*f).map(Into::into).unwrap_or(serde_json::Value::Null),
+            OwnedValue::Str(s) => s.clone().into(),
+            OwnedValue::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| s.clone().into()),
+        }
+    }
+}
+
+/// Who wrote a record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Origin {
+    /// Service name from the region header.
+    pub service: String,
+    /// Writer pid.
+    pub pid: u32,
+    /// Writer thread id.
+    pub tid: u32,
+}
+
+/// A span event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventData {
+    /// Name.
+    pub name: String,
+    /// Wall-clock ns.
+    pub time_ns: u64,
+    /// Attributes.
+    pub attributes: Vec<(String, OwnedValue)>,
+}
+
+/// A finished span with everything recorded about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpanData {
+    /// Writer.
+    pub origin: Origin,
+    /// Trace id.
+    pub trace_id: [u8; 16],
+    /// Span id.
+    pub span_id: [u8; 8],
+    /// Parent span id (zero for a root).
+    pub parent_span_id: [u8; 8],
+    /// Name.
+    pub name: String,
+    /// Kind code (OpenTelemetry numbering).
+    pub kind: u8,
+    /// Status code (OpenTelemetry numbering).
+    pub status: u8,
+    /// Flags (sampled, remote parent).
+    pub flags: u8,
+    /// Start, wall-clock ns.
+    pub start_ns: u64,
+    /// End, wall-clock ns.
+    pub end_ns: u64,
+    /// Attributes.
+    pub attributes: Vec<(String, OwnedValue)>,
+    /// Events.
+    pub events: Vec<EventData>,
+    /// Attributes and events dropped (limits, full ring, late arrival).
+    pub dropped: u32,
+}
+
+/// A log event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogData {
+    /// Writer.
+    pub origin: Origin,
+    /// Wall-clock ns.
+    pub time_ns: u64,
+    /// Level code (0 TRACE .. 5 FATAL).
+    pub level: u8,
+    /// Message.
+    pub message: String,
+    /// Whether the writer truncated the message or fields.
+    pub truncated: bool,
+    /// Correlation id (empty if none).
+    pub correlation_id: String,
+    /// Trace id (zero if none).
+    pub trace_id: [u8; 16],
+    /// Span id (zero if none).
+    pub span_id: [u8; 8],
+    /// Caller (`file:line function`), empty if none.
+    pub caller: String,
+    /// Fields.
+    pub fields: Vec<(String, OwnedValue)>,
+}
+
+/// Where finished spans go.
+pub trait SpanSink: Send {
+    /// Take one span. Must not block.
+    fn export(&mut self, span: SpanData);
+    /// Flush what is queued (at shutdown).
+    fn flush(&mut self) {}
+}
+
+/// Where log events go.
+pub trait LogSink: Send {
+    /// Take one log event. Must not block.
+    fn export(&mut self, log: LogData);
+    /// Flush what is queued (at shutdown).
+    fn flush(&mut self) {}
+}
