@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use shmtel_core::layout::{gauge_mode, metric_type};
 use shmtel_core::reader::{FamilyInfo, SeriesInfo};
 
-use crate::model::{BucketSnapshot, ExemplarSnapshot, FamilySnapshot, MetricKind, SeriesSnapshot, SeriesValue};
+use crate::model::{
+    BucketSnapshot, ExemplarSnapshot, FamilySnapshot, MetricKind, SeriesSnapshot, SeriesValue,
+};
 
 /// Per-metric overrides from the configuration file.
 #[derive(Clone, Debug, Default)]
@@ -163,20 +165,32 @@ fn now_unix() -> f64 {
 
 fn new_hdr() -> Box<hdrhistogram::Histogram<u64>> {
     // Values are recorded in micro-units, 1 to 10^15, three significant digits.
-    Box::new(hdrhistogram::Histogram::new_with_bounds(1, 1_000_000_000_000_000, 3).expect("valid hdr bounds"))
+    Box::new(
+        hdrhistogram::Histogram::new_with_bounds(1, 1_000_000_000_000_000, 3)
+            .expect("valid hdr bounds"),
+    )
 }
 
 impl Aggregator {
     /// An empty aggregator.
     pub fn new(overrides: Overrides, max_series: usize) -> Aggregator {
-        Aggregator { overrides, max_series, ..Default::default() }
+        Aggregator {
+            overrides,
+            max_series,
+            ..Default::default()
+        }
     }
 
     /// Rebuild the indices after deserialisation and apply the configuration.
     pub fn restore(mut self, overrides: Overrides, max_series: usize) -> Aggregator {
         self.overrides = overrides;
         self.max_series = max_series;
-        self.by_name = self.families.iter().enumerate().map(|(i, f)| (f.name.clone(), i as u32)).collect();
+        self.by_name = self
+            .families
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), i as u32))
+            .collect();
         for f in &mut self.families {
             f.by_labels.clear();
         }
@@ -184,9 +198,18 @@ impl Aggregator {
             if let Some(f) = self.families.get_mut(s.family as usize) {
                 f.by_labels.insert(s.labels.clone(), i as u32);
             }
-            if let SeriesData::Histogram { counts, exemplars, hdr, .. } = &mut s.data {
+            if let SeriesData::Histogram {
+                counts,
+                exemplars,
+                hdr,
+                ..
+            } = &mut s.data
+            {
                 exemplars.resize(counts.len(), None);
-                let wants_hdr = self.families.get(s.family as usize).is_some_and(|f| !f.quantiles.is_empty());
+                let wants_hdr = self
+                    .families
+                    .get(s.family as usize)
+                    .is_some_and(|f| !f.quantiles.is_empty());
                 if wants_hdr {
                     *hdr = Some(new_hdr());
                 }
@@ -201,7 +224,11 @@ impl Aggregator {
     }
 
     /// The slab index of a writer's series, creating family and series on first sight.
-    pub fn resolve(&mut self, family: &FamilyInfo, series: &SeriesInfo) -> Result<u32, ResolveError> {
+    pub fn resolve(
+        &mut self,
+        family: &FamilyInfo,
+        series: &SeriesInfo,
+    ) -> Result<u32, ResolveError> {
         let fidx = match self.by_name.get(&family.name) {
             Some(&i) => {
                 let f = &self.families[i as usize];
@@ -212,13 +239,26 @@ impl Aggregator {
                 i
             }
             None => {
-                let buckets = self.overrides.buckets.get(&family.name).cloned().unwrap_or_else(|| family.buckets.clone());
-                let quantiles = match (family.metric_type, self.overrides.quantiles.get(&family.name)) {
+                let buckets = self
+                    .overrides
+                    .buckets
+                    .get(&family.name)
+                    .cloned()
+                    .unwrap_or_else(|| family.buckets.clone());
+                let quantiles = match (
+                    family.metric_type,
+                    self.overrides.quantiles.get(&family.name),
+                ) {
                     (_, Some(q)) => q.clone(),
                     (metric_type::SUMMARY, None) => DEFAULT_QUANTILES.to_vec(),
                     _ => Vec::new(),
                 };
-                let mode = self.overrides.gauge_modes.get(&family.name).copied().unwrap_or(family.mode);
+                let mode = self
+                    .overrides
+                    .gauge_modes
+                    .get(&family.name)
+                    .copied()
+                    .unwrap_or(family.mode);
                 let i = self.families.len() as u32;
                 self.families.push(FamilyAgg {
                     name: family.name.clone(),
@@ -258,8 +298,15 @@ impl Aggregator {
             }
         };
         let idx = self.series.len() as u32;
-        self.series.push(SeriesAgg { family: fidx, labels: series.values.clone(), created: now_unix(), data });
-        self.families[fidx as usize].by_labels.insert(series.values.clone(), idx);
+        self.series.push(SeriesAgg {
+            family: fidx,
+            labels: series.values.clone(),
+            created: now_unix(),
+            data,
+        });
+        self.families[fidx as usize]
+            .by_labels
+            .insert(series.values.clone(), idx);
         Ok(idx)
     }
 
@@ -289,7 +336,14 @@ impl Aggregator {
     #[inline]
     pub fn observe(&mut self, idx: u32, v: f64, exemplar: Option<StoredExemplar>) {
         let s = &mut self.series[idx as usize];
-        if let SeriesData::Histogram { counts, sum, count, exemplars, hdr } = &mut s.data {
+        if let SeriesData::Histogram {
+            counts,
+            sum,
+            count,
+            exemplars,
+            hdr,
+        } = &mut s.data
+        {
             let buckets = &self.families[s.family as usize].buckets;
             let b = buckets.partition_point(|&ub| ub < v);
             counts[b] += 1;
@@ -309,7 +363,10 @@ impl Aggregator {
     pub fn mark_dead(&mut self, pid: u32, start: u64) {
         for s in &mut self.series {
             if let SeriesData::Gauge { cells } = &mut s.data {
-                for c in cells.iter_mut().filter(|c| c.pid == pid && c.start == start) {
+                for c in cells
+                    .iter_mut()
+                    .filter(|c| c.pid == pid && c.start == start)
+                {
                     c.alive = false;
                 }
                 let live_only = self.families[s.family as usize].mode % 2 == 1;
@@ -351,30 +408,51 @@ impl Aggregator {
         let mut quantile_families: HashMap<u32, FamilySnapshot> = HashMap::new();
         for s in &self.series {
             let f = &self.families[s.family as usize];
-            let labels: Vec<(String, String)> = f.labels.iter().cloned().zip(s.labels.iter().cloned()).collect();
+            let labels: Vec<(String, String)> = f
+                .labels
+                .iter()
+                .cloned()
+                .zip(s.labels.iter().cloned())
+                .collect();
             let created = Some(s.created);
             let target = &mut out[s.family as usize].series;
             match &s.data {
                 SeriesData::Counter { total } => target.push(SeriesSnapshot {
                     labels,
-                    value: SeriesValue::Counter { total: *total, exemplar: None },
+                    value: SeriesValue::Counter {
+                        total: *total,
+                        exemplar: None,
+                    },
                     created_unix_secs: created,
                 }),
                 SeriesData::Gauge { cells } => gauge_series(f, labels, cells, target),
-                SeriesData::Histogram { counts, sum, count, exemplars, hdr } => {
-                    let quantiles = |h: &Option<Box<hdrhistogram::Histogram<u64>>>| -> Vec<(f64, f64)> {
-                        f.quantiles
-                            .iter()
-                            .map(|&q| match h {
-                                Some(h) if h.len() > 0 => (q, h.value_at_quantile(q) as f64 / 1e6),
-                                _ => (q, f64::NAN),
-                            })
-                            .collect()
-                    };
+                SeriesData::Histogram {
+                    counts,
+                    sum,
+                    count,
+                    exemplars,
+                    hdr,
+                } => {
+                    let quantiles =
+                        |h: &Option<Box<hdrhistogram::Histogram<u64>>>| -> Vec<(f64, f64)> {
+                            f.quantiles
+                                .iter()
+                                .map(|&q| match h {
+                                    Some(h) if !h.is_empty() => {
+                                        (q, h.value_at_quantile(q) as f64 / 1e6)
+                                    }
+                                    _ => (q, f64::NAN),
+                                })
+                                .collect()
+                        };
                     if f.metric_type == metric_type::SUMMARY {
                         target.push(SeriesSnapshot {
                             labels,
-                            value: SeriesValue::Summary { quantiles: quantiles(hdr), sum: *sum, count: *count },
+                            value: SeriesValue::Summary {
+                                quantiles: quantiles(hdr),
+                                sum: *sum,
+                                count: *count,
+                            },
                             created_unix_secs: created,
                         });
                         continue;
@@ -388,7 +466,11 @@ impl Aggregator {
                             BucketSnapshot {
                                 upper: f.buckets.get(i).copied().unwrap_or(f64::INFINITY),
                                 cumulative,
-                                exemplar: exemplars.get(i).cloned().flatten().map(exemplar_snapshot),
+                                exemplar: exemplars
+                                    .get(i)
+                                    .cloned()
+                                    .flatten()
+                                    .map(exemplar_snapshot),
                             }
                         })
                         .collect();
@@ -405,13 +487,21 @@ impl Aggregator {
                             .series
                             .push(SeriesSnapshot {
                                 labels: labels.clone(),
-                                value: SeriesValue::Summary { quantiles: quantiles(hdr), sum: *sum, count: *count },
+                                value: SeriesValue::Summary {
+                                    quantiles: quantiles(hdr),
+                                    sum: *sum,
+                                    count: *count,
+                                },
                                 created_unix_secs: created,
                             });
                     }
                     target.push(SeriesSnapshot {
                         labels,
-                        value: SeriesValue::Histogram { buckets, sum: *sum, count: *count },
+                        value: SeriesValue::Histogram {
+                            buckets,
+                            sum: *sum,
+                            count: *count,
+                        },
                         created_unix_secs: created,
                     });
                 }
@@ -428,7 +518,13 @@ fn cell(cells: &mut Vec<GaugeCell>, pid: u32, start: u64) -> &mut GaugeCell {
     let i = match cells.iter().position(|c| c.pid == pid && c.start == start) {
         Some(i) => i,
         None => {
-            cells.push(GaugeCell { pid, start, value: 0.0, set_ns: 0, alive: true });
+            cells.push(GaugeCell {
+                pid,
+                start,
+                value: 0.0,
+                set_ns: 0,
+                alive: true,
+            });
             cells.len() - 1
         }
     };
@@ -445,10 +541,19 @@ fn exemplar_snapshot(e: StoredExemplar) -> ExemplarSnapshot {
     }
 }
 
-fn gauge_series(f: &FamilyAgg, labels: Vec<(String, String)>, cells: &[GaugeCell], out: &mut Vec<SeriesSnapshot>) {
+fn gauge_series(
+    f: &FamilyAgg,
+    labels: Vec<(String, String)>,
+    cells: &[GaugeCell],
+    out: &mut Vec<SeriesSnapshot>,
+) {
     let live_only = f.mode % 2 == 1;
     let cells: Vec<&GaugeCell> = cells.iter().filter(|c| c.alive || !live_only).collect();
-    let one = |v: f64| SeriesSnapshot { labels: labels.clone(), value: SeriesValue::Gauge(v), created_unix_secs: None };
+    let one = |v: f64| SeriesSnapshot {
+        labels: labels.clone(),
+        value: SeriesValue::Gauge(v),
+        created_unix_secs: None,
+    };
     match f.mode {
         gauge_mode::ALL | gauge_mode::LIVEALL => {
             let mut cells = cells;
@@ -456,15 +561,23 @@ fn gauge_series(f: &FamilyAgg, labels: Vec<(String, String)>, cells: &[GaugeCell
             for c in cells {
                 let mut l = labels.clone();
                 l.push(("pid".into(), c.pid.to_string()));
-                out.push(SeriesSnapshot { labels: l, value: SeriesValue::Gauge(c.value), created_unix_secs: None });
+                out.push(SeriesSnapshot {
+                    labels: l,
+                    value: SeriesValue::Gauge(c.value),
+                    created_unix_secs: None,
+                });
             }
         }
         _ if cells.is_empty() => {}
         gauge_mode::SUM | gauge_mode::LIVESUM => out.push(one(cells.iter().map(|c| c.value).sum())),
-        gauge_mode::MIN | gauge_mode::LIVEMIN => out.push(one(cells.iter().map(|c| c.value).fold(f64::INFINITY, f64::min))),
-        gauge_mode::MAX | gauge_mode::LIVEMAX => {
-            out.push(one(cells.iter().map(|c| c.value).fold(f64::NEG_INFINITY, f64::max)))
-        }
+        gauge_mode::MIN | gauge_mode::LIVEMIN => out.push(one(cells
+            .iter()
+            .map(|c| c.value)
+            .fold(f64::INFINITY, f64::min))),
+        gauge_mode::MAX | gauge_mode::LIVEMAX => out.push(one(cells
+            .iter()
+            .map(|c| c.value)
+            .fold(f64::NEG_INFINITY, f64::max))),
         _ => {
             let latest = cells.iter().max_by_key(|c| c.set_ns).expect("non-empty");
             out.push(one(latest.value));

@@ -17,7 +17,9 @@ use shmtel_core::GaugeMode;
 
 use crate::aggregate::{Aggregator, Overrides};
 use crate::config::{CollectArgs, Config, GaugeMergeMode};
-use crate::drain::{DrainOptions, Drainer, RingSaved, SavedState, SelfStats, DROP_KINDS, RECORD_KINDS};
+use crate::drain::{
+    DrainOptions, Drainer, RingSaved, SavedState, SelfStats, DROP_KINDS, RECORD_KINDS,
+};
 use crate::http::MetricsSource;
 use crate::model::{FamilySnapshot, MetricKind, SeriesSnapshot, SeriesValue};
 
@@ -79,7 +81,12 @@ pub fn load_state(path: &Path) -> Option<SavedState> {
 }
 
 /// Write the state atomically (temporary file, then rename).
-pub fn save_state(path: &Path, agg: &Aggregator, rings: HashMap<String, RingSaved>, stats: &SelfStats) -> std::io::Result<()> {
+pub fn save_state(
+    path: &Path,
+    agg: &Aggregator,
+    rings: HashMap<String, RingSaved>,
+    stats: &SelfStats,
+) -> std::io::Result<()> {
     #[derive(serde::Serialize)]
     struct Ref<'a> {
         version: u32,
@@ -87,8 +94,13 @@ pub fn save_state(path: &Path, agg: &Aggregator, rings: HashMap<String, RingSave
         rings: HashMap<String, RingSaved>,
         stats: &'a SelfStats,
     }
-    let body = serde_json::to_vec(&Ref { version: STATE_VERSION, aggregator: agg, rings, stats })
-        .map_err(std::io::Error::other)?;
+    let body = serde_json::to_vec(&Ref {
+        version: STATE_VERSION,
+        aggregator: agg,
+        rings,
+        stats,
+    })
+    .map_err(std::io::Error::other)?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -115,7 +127,10 @@ fn counter(name: &str, help: &str, series: Vec<(Vec<(String, String)>, f64)>) ->
             .into_iter()
             .map(|(labels, v)| SeriesSnapshot {
                 labels,
-                value: SeriesValue::Counter { total: v, exemplar: None },
+                value: SeriesValue::Counter {
+                    total: v,
+                    exemplar: None,
+                },
                 created_unix_secs: None,
             })
             .collect(),
@@ -130,7 +145,11 @@ fn gauge(name: &str, help: &str, series: Vec<(Vec<(String, String)>, f64)>) -> F
         kind: MetricKind::Gauge,
         series: series
             .into_iter()
-            .map(|(labels, v)| SeriesSnapshot { labels, value: SeriesValue::Gauge(v), created_unix_secs: None })
+            .map(|(labels, v)| SeriesSnapshot {
+                labels,
+                value: SeriesValue::Gauge(v),
+                created_unix_secs: None,
+            })
             .collect(),
     }
 }
@@ -142,7 +161,11 @@ fn l(k: &str, v: &str) -> Vec<(String, String)> {
 /// Resident set size of this process in bytes (from /proc/self/statm).
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     pages * page.max(1) as u64
@@ -156,7 +179,11 @@ impl Source {
             let a = self.agg.lock();
             (a.series_count(), a.series_refused, a.conflicts)
         };
-        let mut rejected: Vec<_> = s.rejected.iter().map(|(k, v)| (l("reason", k), *v as f64)).collect();
+        let mut rejected: Vec<_> = s
+            .rejected
+            .iter()
+            .map(|(k, v)| (l("reason", k), *v as f64))
+            .collect();
         rejected.sort_by(|a, b| a.0.cmp(&b.0));
         vec![
             counter(
@@ -168,6 +195,28 @@ impl Source {
                 "shmtel_dropped_records",
                 "Records writers dropped because their ring was full, by kind (metric: no overflow slot).",
                 DROP_KINDS.iter().zip(s.dropped).map(|(k, v)| (l("kind", k), v as f64)).collect(),
+            ),
+            counter(
+                "shmtel_process_dropped_records",
+                "Records dropped by the writers of each live process, by kind (series go when the process is cleaned up).",
+                {
+                    let mut v: Vec<_> = s
+                        .process_drops
+                        .iter()
+                        .flat_map(|((svc, pid), d)| {
+                            DROP_KINDS.iter().zip(d).map(move |(k, n)| {
+                                let labels = vec![
+                                    ("kind".to_owned(), (*k).to_owned()),
+                                    ("pid".to_owned(), pid.to_string()),
+                                    ("service".to_owned(), svc.clone()),
+                                ];
+                                (labels, *n as f64)
+                            })
+                        })
+                        .collect();
+                    v.sort_by(|a, b| a.0.cmp(&b.0));
+                    v
+                },
             ),
             counter(
                 "shmtel_coalesced_updates",
@@ -241,7 +290,11 @@ pub fn run(args: &CollectArgs) -> i32 {
             tracing::info!(path = %cfg.state_file.display(), rings = s.rings.len(), "restored state");
             (s.aggregator.restore(ov, max_series), s.stats, s.rings)
         }
-        None => (Aggregator::new(ov, max_series), SelfStats::default(), HashMap::new()),
+        None => (
+            Aggregator::new(ov, max_series),
+            SelfStats::default(),
+            HashMap::new(),
+        ),
     };
     let agg = Arc::new(Mutex::new(agg));
     let stats = Arc::new(Mutex::new(stats));
@@ -266,7 +319,12 @@ pub fn run(args: &CollectArgs) -> i32 {
 
     let stop = Arc::new(AtomicBool::new(false));
     let drain_thread = {
-        let (agg, stats, stop, state_file) = (agg.clone(), stats.clone(), stop.clone(), cfg.state_file.clone());
+        let (agg, stats, stop, state_file) = (
+            agg.clone(),
+            stats.clone(),
+            stop.clone(),
+            cfg.state_file.clone(),
+        );
         std::thread::Builder::new()
             .name("shmtel-drain".into())
             .spawn(move || {
@@ -293,9 +351,17 @@ pub fn run(args: &CollectArgs) -> i32 {
             .expect("spawn drain thread")
     };
 
-    let source: Arc<dyn MetricsSource> =
-        Arc::new(Source { agg, stats, started: Instant::now(), dir: cfg.dir.display().to_string() });
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(2).build() {
+    let source: Arc<dyn MetricsSource> = Arc::new(Source {
+        agg,
+        stats,
+        started: Instant::now(),
+        dir: cfg.dir.display().to_string(),
+    });
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(2)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("shmtel collect: cannot start the runtime: {e}");

@@ -27,8 +27,17 @@ use crate::aggregate::{Aggregator, ResolveError, StoredExemplar};
 use crate::sinks::{EventData, LogData, LogSink, Origin, OwnedValue, SpanData, SpanSink};
 
 /// Record kinds counted in `shmtel_records_drained_total{kind}`.
-pub const RECORD_KINDS: [&str; 9] =
-    ["counter", "gauge_set", "gauge_add", "histogram", "span", "span_attr", "span_event", "log", "business"];
+pub const RECORD_KINDS: [&str; 9] = [
+    "counter",
+    "gauge_set",
+    "gauge_add",
+    "histogram",
+    "span",
+    "span_attr",
+    "span_event",
+    "log",
+    "business",
+];
 
 /// Drop kinds of `shmtel_dropped_records_total{kind}` (writer-side drops, from ring headers).
 pub const DROP_KINDS: [&str; 4] = ["span", "log", "other", "metric"];
@@ -58,6 +67,9 @@ pub struct SelfStats {
     pub business: u64,
     /// Processes whose files were removed after they died.
     pub processes_cleaned: u64,
+    /// Writer-side drops per live process (service, pid), by kind (index into [`DROP_KINDS`]).
+    #[serde(skip)]
+    pub process_drops: HashMap<(String, u32), [u64; 4]>,
     /// Live/dead region counts at the last pass (not persisted meaningfully).
     #[serde(skip)]
     pub regions_live: u64,
@@ -291,7 +303,10 @@ impl Drainer {
     /// One pass over every region; returns the number of records and slot updates applied.
     pub fn pass(&mut self) -> usize {
         let now = Instant::now();
-        if self.last_discover.is_none_or(|t| now.duration_since(t) >= self.opts.discover_interval) {
+        if self
+            .last_discover
+            .is_none_or(|t| now.duration_since(t) >= self.opts.discover_interval)
+        {
             self.last_discover = Some(now);
             self.discover();
         }
@@ -302,7 +317,9 @@ impl Drainer {
         let (mut live, mut dead) = (0, 0);
         let keys: Vec<(u32, u64)> = self.procs.keys().copied().collect();
         for key in keys {
-            let Some(p) = self.procs.get_mut(&key) else { continue };
+            let Some(p) = self.procs.get_mut(&key) else {
+                continue;
+            };
             if now.duration_since(p.last_check) >= Duration::from_millis(500) {
                 p.last_check = now;
                 let was_alive = p.alive;
@@ -333,7 +350,15 @@ impl Drainer {
                     self.opts.frames_per_ring,
                     self.opts.max_pending_spans,
                 );
-                work += account_ring(r, p.pid, p.start, &mut p.table, &mut p.local, &mut agg, &mut stats, finishing || st.closed);
+                work += account_ring(
+                    r,
+                    (p.pid, p.start, &p.service),
+                    &mut p.table,
+                    &mut p.local,
+                    &mut agg,
+                    &mut stats,
+                    finishing || st.closed,
+                );
                 if p.alive {
                     live += 1;
                 } else {
@@ -355,8 +380,13 @@ impl Drainer {
             });
             let _ = removed_any;
             if !p.alive {
-                let drained = p.rings.iter().all(|r| r.broken || r.reader.position() >= r.reader.stats().head);
-                let grace = p.dead_since.is_none_or(|t| now.duration_since(t) >= self.opts.dead_grace);
+                let drained = p
+                    .rings
+                    .iter()
+                    .all(|r| r.broken || r.reader.position() >= r.reader.stats().head);
+                let grace = p
+                    .dead_since
+                    .is_none_or(|t| now.duration_since(t) >= self.opts.dead_grace);
                 if drained && grace {
                     agg.mark_dead(p.pid, p.start);
                     for r in &p.rings {
@@ -370,7 +400,9 @@ impl Drainer {
                     // Files of this process that were rejected or not ready.
                     remove_process_files(&self.opts.dir, p.pid, p.start, &mut self.rejected);
                     stats.processes_cleaned += 1;
-                    self.pending.retain(|k, _| !(k.0 == p.pid && k.1 == p.start));
+                    stats.process_drops.remove(&(p.service.clone(), p.pid));
+                    self.pending
+                        .retain(|k, _| !(k.0 == p.pid && k.1 == p.start));
                     self.procs.remove(&key);
                 }
             }
@@ -383,7 +415,10 @@ impl Drainer {
         if now.duration_since(self.last_sweep) >= Duration::from_secs(10) {
             self.last_sweep = now;
             // Attributes whose span never ended (writer crashed mid-span): forget after 60 s.
-            self.pending.retain(|_, v| v.first_seen.is_none_or(|t| now.duration_since(t) < Duration::from_secs(60)));
+            self.pending.retain(|_, v| {
+                v.first_seen
+                    .is_none_or(|t| now.duration_since(t) < Duration::from_secs(60))
+            });
         }
         work
     }
@@ -391,7 +426,12 @@ impl Drainer {
     fn reject(&mut self, path: &Path, e: &dyn std::fmt::Display, reason: &str) {
         if self.rejected.insert(path.to_owned()) {
             tracing::warn!(path = %path.display(), reason, "rejected region: {e}");
-            *self.stats.lock().rejected.entry(reason.to_owned()).or_default() += 1;
+            *self
+                .stats
+                .lock()
+                .rejected
+                .entry(reason.to_owned())
+                .or_default() += 1;
         }
     }
 
@@ -416,8 +456,12 @@ impl Drainer {
             let (pid, start) = e.name.process();
             let known = self.procs.get(&(pid, start));
             let already = match (&e.name, known) {
-                (RegionName::Table { .. }, Some(p)) => p.table_path.as_ref() == Some(&e.path) || p.broken,
-                (RegionName::Ring { .. }, Some(p)) => p.rings.iter().any(|r| r.reader.region().path() == e.path),
+                (RegionName::Table { .. }, Some(p)) => {
+                    p.table_path.as_ref() == Some(&e.path) || p.broken
+                }
+                (RegionName::Ring { .. }, Some(p)) => {
+                    p.rings.iter().any(|r| r.reader.region().path() == e.path)
+                }
                 _ => false,
             };
             if already {
@@ -427,7 +471,10 @@ impl Drainer {
                 RegionName::Table { .. } => match TableReader::open(&e.path) {
                     Ok(t) => {
                         let service = cstr(&t.region().header().service);
-                        let p = self.procs.entry((pid, start)).or_insert_with(|| new_proc(pid, start));
+                        let p = self
+                            .procs
+                            .entry((pid, start))
+                            .or_insert_with(|| new_proc(pid, start));
                         p.service = service;
                         p.table = Some(t);
                         p.table_path = Some(e.path.clone());
@@ -443,17 +490,34 @@ impl Drainer {
                 },
                 RegionName::Ring { tid, .. } => match RingReader::open(&e.path, true) {
                     Ok(mut reader) => {
-                        let file_name = e.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                        let file_name = e
+                            .path
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default();
                         let mut saved = self.saved.remove(&file_name).unwrap_or_default();
                         let st = reader.stats();
-                        if saved.position >= st.tail && saved.position <= st.head && saved.position % 8 == 0 {
+                        if saved.position >= st.tail
+                            && saved.position <= st.head
+                            && saved.position % 8 == 0
+                        {
                             reader.set_position(saved.position);
                         } else {
                             saved.position = reader.position();
                         }
                         let anchor = reader.region().anchor();
-                        let p = self.procs.entry((pid, start)).or_insert_with(|| new_proc(pid, start));
-                        p.rings.push(RingState { reader, file_name, tid, anchor, saved, broken: false });
+                        let p = self
+                            .procs
+                            .entry((pid, start))
+                            .or_insert_with(|| new_proc(pid, start));
+                        p.rings.push(RingState {
+                            reader,
+                            file_name,
+                            tid,
+                            anchor,
+                            saved,
+                            broken: false,
+                        });
                     }
                     Err(RegionError::NotReady) => self.maybe_remove_unready(&e.path, pid, start),
                     Err(err) => {
@@ -549,15 +613,22 @@ fn resolve(
 }
 
 fn symbol(table: &mut Option<TableReader>, id: u32) -> String {
-    let Some(t) = table.as_mut() else { return String::new() };
+    let Some(t) = table.as_mut() else {
+        return String::new();
+    };
     if id != 0 && !t.symbols.contains_key(&id) {
         let _ = t.refresh();
     }
     t.symbol(id).to_owned()
 }
 
-fn attrs(table: &mut Option<TableReader>, list: shmtel_core::reader::Attrs<'_>) -> Vec<(String, OwnedValue)> {
-    list.iter().map(|a| (symbol(table, a.key), OwnedValue::from_attr(&a.value))).collect()
+fn attrs(
+    table: &mut Option<TableReader>,
+    list: shmtel_core::reader::Attrs<'_>,
+) -> Vec<(String, OwnedValue)> {
+    list.iter()
+        .map(|a| (symbol(table, a.key), OwnedValue::from_attr(&a.value)))
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -614,7 +685,11 @@ fn drain_ring(
                     agg.add(idx, pid, start, value);
                 }
             }
-            Record::Histogram { series, value, exemplar } => {
+            Record::Histogram {
+                series,
+                value,
+                exemplar,
+            } => {
                 stats.drained[3] += 1;
                 if let Some(idx) = resolve(series, table, local, agg, stats) {
                     let ex = exemplar.map(|e| StoredExemplar {
@@ -632,7 +707,11 @@ fn drain_ring(
                 let p = pending.remove(&(pid, start, s.span_id)).unwrap_or_default();
                 if !span_sinks.is_empty() {
                     let data = SpanData {
-                        origin: Origin { service: service.to_owned(), pid, tid },
+                        origin: Origin {
+                            service: service.to_owned(),
+                            pid,
+                            tid,
+                        },
                         trace_id: s.trace_id,
                         span_id: s.span_id,
                         parent_span_id: s.parent_span_id,
@@ -653,7 +732,11 @@ fn drain_ring(
                     last.export(data);
                 }
             }
-            Record::SpanAttr { span_id, event_seq, attr } => {
+            Record::SpanAttr {
+                span_id,
+                event_seq,
+                attr,
+            } => {
                 stats.drained[5] += 1;
                 if span_sinks.is_empty() {
                     return;
@@ -686,20 +769,33 @@ fn drain_ring(
                 let p = pending.entry(key).or_default();
                 p.first_seen.get_or_insert_with(Instant::now);
                 let seq = ev.event_seq as usize;
-                if seq >= 1 && seq <= 4096 {
+                if (1..=4096).contains(&seq) {
                     while p.events.len() < seq {
-                        p.events.push(EventData { name: String::new(), time_ns: 0, attributes: Vec::new() });
+                        p.events.push(EventData {
+                            name: String::new(),
+                            time_ns: 0,
+                            attributes: Vec::new(),
+                        });
                     }
                     p.events[seq - 1].name = name;
                     p.events[seq - 1].time_ns = anchor.to_wall_ns(ev.ts);
                 }
             }
-            Record::Log { rec, message, correlation, fields } => {
+            Record::Log {
+                rec,
+                message,
+                correlation,
+                fields,
+            } => {
                 stats.drained[7] += 1;
                 stats.logs += 1;
                 if want_logs {
                     let data = LogData {
-                        origin: Origin { service: service.to_owned(), pid, tid },
+                        origin: Origin {
+                            service: service.to_owned(),
+                            pid,
+                            tid,
+                        },
                         time_ns: anchor.to_wall_ns(rec.ts),
                         level: rec.level,
                         message: String::from_utf8_lossy(message).into_owned(),
@@ -747,8 +843,7 @@ fn reject_ring(r: &mut RingState, e: &str, stats: &mut SelfStats) {
 #[allow(clippy::too_many_arguments)]
 fn account_ring(
     r: &mut RingState,
-    pid: u32,
-    start: u64,
+    (pid, start, service): (u32, u64, &str),
     table: &mut Option<TableReader>,
     local: &mut Vec<u32>,
     agg: &mut Aggregator,
@@ -756,10 +851,20 @@ fn account_ring(
     final_read: bool,
 ) -> usize {
     let st = r.reader.stats();
-    let drops = [st.dropped_spans, st.dropped_logs, st.dropped_other, st.dropped_metric];
+    let drops = [
+        st.dropped_spans,
+        st.dropped_logs,
+        st.dropped_other,
+        st.dropped_metric,
+    ];
     for (i, d) in drops.iter().enumerate() {
         if *d > r.saved.drops[i] {
-            stats.dropped[i] += d - r.saved.drops[i];
+            let delta = d - r.saved.drops[i];
+            stats.dropped[i] += delta;
+            stats
+                .process_drops
+                .entry((service.to_owned(), pid))
+                .or_default()[i] += delta;
             r.saved.drops[i] = *d;
         }
     }
@@ -784,7 +889,9 @@ fn account_ring(
         if new_set {
             seen.set_ts = v.set_ts;
         }
-        let Some(idx) = resolve(series, table, local, agg, stats) else { continue };
+        let Some(idx) = resolve(series, table, local, agg, stats) else {
+            continue;
+        };
         work += 1;
         stats.coalesced += 1;
         if new_set {

@@ -42,7 +42,9 @@ impl OwnedValue {
             OwnedValue::Null => serde_json::Value::Null,
             OwnedValue::Bool(b) => (*b).into(),
             OwnedValue::I64(i) => (*i).into(),
-            OwnedValue::F64(f) => serde_json::Number::from_f64(*f).map(Into::into).unwrap_or(serde_json::Value::Null),
+            OwnedValue::F64(f) => serde_json::Number::from_f64(*f)
+                .map(Into::into)
+                .unwrap_or(serde_json::Value::Null),
             OwnedValue::Str(s) => s.clone().into(),
             OwnedValue::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| s.clone().into()),
         }

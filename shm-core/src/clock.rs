@@ -28,7 +28,10 @@ pub struct ClockAnchor {
 impl ClockAnchor {
     /// Convert a tick value read from a record into wall-clock ns since the Unix epoch.
     pub fn to_wall_ns(&self, ticks: u64) -> u64 {
-        if self.source == CLOCK_REALTIME_NS || !(self.ticks_per_sec > 0.0) {
+        if self.source == CLOCK_REALTIME_NS
+            || self.ticks_per_sec.is_nan()
+            || self.ticks_per_sec <= 0.0
+        {
             return ticks;
         }
         let delta = ticks as i128 - self.ticks as i128;
@@ -66,7 +69,9 @@ fn rdtsc() -> u64 {
 }
 
 fn tsc_is_invariant() -> bool {
-    if !cfg!(target_arch = "x86_64") || std::env::var_os("SHMTEL_CLOCK").is_some_and(|v| v == "realtime") {
+    if !cfg!(target_arch = "x86_64")
+        || std::env::var_os("SHMTEL_CLOCK").is_some_and(|v| v == "realtime")
+    {
         return false;
     }
     let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
@@ -119,7 +124,12 @@ pub fn now_ticks() -> u64 {
 pub fn anchor() -> ClockAnchor {
     let c = calibration();
     if !c.use_tsc {
-        return ClockAnchor { source: CLOCK_REALTIME_NS, ticks: 0, wall_ns: 0, ticks_per_sec: 1e9 };
+        return ClockAnchor {
+            source: CLOCK_REALTIME_NS,
+            ticks: 0,
+            wall_ns: 0,
+            ticks_per_sec: 1e9,
+        };
     }
     let start = Instant::now();
     loop {
@@ -127,11 +137,21 @@ pub fn anchor() -> ClockAnchor {
         let dw = w.saturating_sub(c.first.1);
         if dw >= 2_000_000 {
             let hz = (t.wrapping_sub(c.first.0)) as f64 * 1e9 / dw as f64;
-            return ClockAnchor { source: CLOCK_TSC, ticks: t, wall_ns: w, ticks_per_sec: hz };
+            return ClockAnchor {
+                source: CLOCK_TSC,
+                ticks: t,
+                wall_ns: w,
+                ticks_per_sec: hz,
+            };
         }
         if start.elapsed() > Duration::from_millis(50) {
             // The wall clock went backwards or stood still: fall back to the identity anchor.
-            return ClockAnchor { source: CLOCK_TSC, ticks: t, wall_ns: w, ticks_per_sec: 0.0 };
+            return ClockAnchor {
+                source: CLOCK_TSC,
+                ticks: t,
+                wall_ns: w,
+                ticks_per_sec: 0.0,
+            };
         }
         std::thread::sleep(Duration::from_micros(500));
     }

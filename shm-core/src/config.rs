@@ -73,7 +73,10 @@ static CONFIG: OnceLock<Config> = OnceLock::new();
 /// Set the process's configuration. Must come before the first recording; returns an error if
 /// a configuration is already in force (set by an earlier `init` or by first use).
 pub fn init(config: Config) -> Result<(), Error> {
-    if let Some(level) = std::env::var("SHMTEL_LOG_LEVEL").ok().and_then(|l| crate::Level::parse(&l)) {
+    if let Some(level) = std::env::var("SHMTEL_LOG_LEVEL")
+        .ok()
+        .and_then(|l| crate::Level::parse(&l))
+    {
         crate::set_log_level(level);
     }
     CONFIG
@@ -84,7 +87,10 @@ pub fn init(config: Config) -> Result<(), Error> {
 /// The configuration in force (from the environment if `init` was not called).
 pub(crate) fn get() -> &'static Config {
     CONFIG.get_or_init(|| {
-        if let Some(level) = std::env::var("SHMTEL_LOG_LEVEL").ok().and_then(|l| crate::Level::parse(&l)) {
+        if let Some(level) = std::env::var("SHMTEL_LOG_LEVEL")
+            .ok()
+            .and_then(|l| crate::Level::parse(&l))
+        {
             crate::set_log_level(level);
         }
         Config::default()

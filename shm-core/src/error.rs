@@ -31,7 +31,11 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidName(n) => write!(f, "invalid metric or label name: {n:?}"),
-            Error::LabelCount { metric, expected, got } => write!(
+            Error::LabelCount {
+                metric,
+                expected,
+                got,
+            } => write!(
                 f,
                 "metric {metric:?} has {expected} label name(s) but {got} label value(s) were given"
             ),

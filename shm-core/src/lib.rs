@@ -56,9 +56,14 @@ pub use config::{init, Config};
 #[cfg(not(loom))]
 pub use error::Error;
 #[cfg(not(loom))]
-pub use logs::{business_event, correlation_id, log, log_enabled, set_correlation_id, set_log_level, Level};
+pub use logs::{
+    business_event, correlation_id, log, log_enabled, set_correlation_id, set_log_level, Level,
+};
 #[cfg(not(loom))]
-pub use metrics::{Counter, CounterVec, Gauge, GaugeMode, GaugeVec, Histogram, HistogramVec, DEFAULT_BUCKETS};
+pub use metrics::{
+    Counter, CounterVec, Gauge, GaugeMode, GaugeVec, Histogram, HistogramVec, Summary, SummaryVec,
+    DEFAULT_BUCKETS,
+};
 #[cfg(not(loom))]
 pub use span::{current_span, Span, SpanContext, SpanKind, SpanStatus};
 #[cfg(not(loom))]

@@ -95,7 +95,10 @@ pub(crate) struct Correlation {
 
 impl Correlation {
     pub(crate) const fn new() -> Self {
-        Correlation { buf: [0; MAX_CORRELATION_ID], len: 0 }
+        Correlation {
+            buf: [0; MAX_CORRELATION_ID],
+            len: 0,
+        }
     }
 
     fn get(&self) -> &[u8] {
@@ -134,15 +137,28 @@ fn floor_char_boundary(s: &str, max: usize) -> usize {
 
 #[inline(always)]
 fn values_len(values: &[(Symbol, Value<'_>)]) -> usize {
-    values.iter().map(|(_, v)| 16 + align8(v.encode().2.len())).sum()
+    values
+        .iter()
+        .map(|(_, v)| 16 + align8(v.encode().2.len()))
+        .sum()
 }
 
 /// Write typed values at `at` within the frame at `off`; returns the offset after them.
 #[inline(always)]
-fn put_values(ring: &mut crate::writer::ThreadRing, off: usize, mut at: usize, values: &[(Symbol, Value<'_>)]) -> usize {
+fn put_values(
+    ring: &mut crate::writer::ThreadRing,
+    off: usize,
+    mut at: usize,
+    values: &[(Symbol, Value<'_>)],
+) -> usize {
     for (k, v) in values {
         let (vtype, inline, bytes) = v.encode();
-        let tv = TypedValue { key: k.0, vtype, reserved: [0; 3], value: inline };
+        let tv = TypedValue {
+            key: k.0,
+            vtype,
+            reserved: [0; 3],
+            value: inline,
+        };
         ring.put(off, at, bytemuck::bytes_of(&tv));
         ring.put(off, at + 16, bytes);
         let pad = align8(bytes.len()) - bytes.len();
@@ -160,7 +176,12 @@ pub fn log(level: Level, message: &str, fields: &[(Symbol, Value<'_>)]) {
 }
 
 /// [`log`] with a caller symbol (`file:line function`, interned once per call site).
-pub fn log_with_caller(level: Level, message: &str, fields: &[(Symbol, Value<'_>)], caller: Symbol) {
+pub fn log_with_caller(
+    level: Level,
+    message: &str,
+    fields: &[(Symbol, Value<'_>)],
+    caller: Symbol,
+) {
     if !log_enabled(level) {
         return;
     }
@@ -240,7 +261,14 @@ pub fn business_event(name: Symbol, value: f64, unit: Symbol, tags: &[(Symbol, V
             ring.count(DropKind::Other);
             return;
         };
-        let rec = BusinessEvent { ts, value, name: name.0, unit: unit.0, tag_count: n as u16, reserved: [0; 6] };
+        let rec = BusinessEvent {
+            ts,
+            value,
+            name: name.0,
+            unit: unit.0,
+            tag_count: n as u16,
+            reserved: [0; 6],
+        };
         ring.put(off, FRAME_HEADER_SIZE, bytemuck::bytes_of(&rec));
         put_values(ring, off, fixed, &tags[..n]);
         if !batch {

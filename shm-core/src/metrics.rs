@@ -13,8 +13,9 @@ use crate::table::{valid_label_name, valid_metric_name, with_process, FamilyDef}
 use crate::writer::{append, count_drop, overflow_add, overflow_set, with_thread, DropKind};
 
 /// prometheus_client's default histogram buckets (+Inf is implied).
-pub const DEFAULT_BUCKETS: &[f64] =
-    &[0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+pub const DEFAULT_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
 
 /// How the collector merges a gauge across processes (prometheus_client's multiprocess modes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -90,15 +91,23 @@ fn register(
         return Err(Error::InvalidName(name.to_owned()));
     }
     for l in labels {
-        if !valid_label_name(l) || (metric_type == metric_type::HISTOGRAM && *l == "le") {
+        let reserved = (metric_type == metric_type::HISTOGRAM && *l == "le")
+            || (metric_type == metric_type::SUMMARY && *l == "quantile");
+        if !valid_label_name(l) || reserved {
             return Err(Error::InvalidName((*l).to_owned()));
         }
     }
     let mut seen = std::collections::HashSet::new();
     if !labels.iter().all(|l| seen.insert(*l)) {
-        return Err(Error::InvalidName(format!("duplicate label name in {labels:?}")));
+        return Err(Error::InvalidName(format!(
+            "duplicate label name in {labels:?}"
+        )));
     }
-    let buckets = if metric_type == metric_type::HISTOGRAM { check_buckets(buckets)? } else { Vec::new() };
+    let buckets = if metric_type == metric_type::HISTOGRAM {
+        check_buckets(buckets)?
+    } else {
+        Vec::new()
+    };
     with_process(|p| {
         p.family(FamilyDef {
             id: 0,
@@ -114,12 +123,18 @@ fn register(
 }
 
 fn check_buckets(buckets: &[f64]) -> Result<Vec<f64>, Error> {
-    let mut b: Vec<f64> = if buckets.is_empty() { DEFAULT_BUCKETS.to_vec() } else { buckets.to_vec() };
+    let mut b: Vec<f64> = if buckets.is_empty() {
+        DEFAULT_BUCKETS.to_vec()
+    } else {
+        buckets.to_vec()
+    };
     if b.last() == Some(&f64::INFINITY) {
         b.pop();
     }
     if b.iter().any(|x| !x.is_finite()) || b.windows(2).any(|w| w[0] >= w[1]) {
-        return Err(Error::InvalidBuckets(format!("{buckets:?} must be finite and strictly increasing")));
+        return Err(Error::InvalidBuckets(format!(
+            "{buckets:?} must be finite and strictly increasing"
+        )));
     }
     Ok(b)
 }
@@ -130,8 +145,11 @@ fn series_of(family: &FamilyDef, values: &[&str]) -> Result<u32, Error> {
 
 /// Thread-local cache of (family, label values) -> series id, so repeated labelled lookups
 /// take no lock.
+/// (family id, label values, series id) entries sharing one hash.
+type CacheBucket = Vec<(u32, Box<[Box<str>]>, u32)>;
+
 pub(crate) struct LabelCache {
-    map: Option<HashMap<u64, Vec<(u32, Box<[Box<str>]>, u32)>, BuildHasherDefault<IdHasher>>>,
+    map: Option<HashMap<u64, CacheBucket, BuildHasherDefault<IdHasher>>>,
 }
 
 #[derive(Default)]
@@ -170,7 +188,8 @@ fn hash_labels(family: u32, values: &[&str]) -> u64 {
         let mut tail = [0u8; 8];
         let r = chunks.remainder();
         tail[..r.len()].copy_from_slice(r);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(tail) ^ ((b.len() as u64) << 56)).wrapping_mul(K);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(tail) ^ ((b.len() as u64) << 56))
+            .wrapping_mul(K);
     }
     h
 }
@@ -182,7 +201,11 @@ fn lookup(family: &FamilyDef, values: &[&str]) -> Result<u32, Error> {
         let map = st.label_cache.map.as_ref()?;
         map.get(&h)?
             .iter()
-            .find(|(f, v, _)| *f == family.id && v.len() == values.len() && v.iter().zip(values).all(|(a, b)| &**a == *b))
+            .find(|(f, v, _)| {
+                *f == family.id
+                    && v.len() == values.len()
+                    && v.iter().zip(values).all(|(a, b)| &**a == *b)
+            })
             .map(|e| e.2)
     })
     .flatten();
@@ -193,14 +216,22 @@ fn lookup(family: &FamilyDef, values: &[&str]) -> Result<u32, Error> {
     with_thread(|st| {
         let map = st.label_cache.map.get_or_insert_with(Default::default);
         // Bounded: at most the number of series the process may intern, per thread.
-        map.entry(h).or_default().push((family.id, values.iter().map(|v| Box::<str>::from(*v)).collect(), id));
+        map.entry(h).or_default().push((
+            family.id,
+            values.iter().map(|v| Box::<str>::from(*v)).collect(),
+            id,
+        ));
     });
     Ok(id)
 }
 
 #[inline(always)]
 fn add_counter(series: u32, value: f64) {
-    let body = CounterAdd { series, reserved: 0, value };
+    let body = CounterAdd {
+        series,
+        reserved: 0,
+        value,
+    };
     with_thread(|st| {
         if !append(st, KIND_COUNTER_ADD, 0, &body) {
             overflow_add(st, series, value);
@@ -211,7 +242,12 @@ fn add_counter(series: u32, value: f64) {
 #[inline(always)]
 fn gauge_update(kind: u16, series: u32, value: f64) {
     let ts = crate::clock::now_ticks();
-    let body = GaugeUpdate { series, reserved: 0, ts, value };
+    let body = GaugeUpdate {
+        series,
+        reserved: 0,
+        ts,
+        value,
+    };
     with_thread(|st| {
         if !append(st, kind, 0, &body) {
             if kind == KIND_GAUGE_SET {
@@ -234,7 +270,9 @@ impl Counter {
     /// conventional; the collector exposes `<name>_total`.
     pub fn new(name: &str, help: &str) -> Result<Counter, Error> {
         let f = register(name, help, &[], metric_type::COUNTER, 0, &[])?;
-        Ok(Counter { series: series_of(&f, &[])? })
+        Ok(Counter {
+            series: series_of(&f, &[])?,
+        })
     }
 
     /// Add 1.
@@ -266,18 +304,23 @@ pub struct CounterVec {
 impl CounterVec {
     /// Register (or get) a labelled counter family.
     pub fn new(name: &str, help: &str, labels: &[&str]) -> Result<CounterVec, Error> {
-        Ok(CounterVec { family: register(name, help, labels, metric_type::COUNTER, 0, &[])? })
+        Ok(CounterVec {
+            family: register(name, help, labels, metric_type::COUNTER, 0, &[])?,
+        })
     }
 
     /// The series for these label values (in label-name order).
     pub fn get_with_label_values(&self, values: &[&str]) -> Result<Counter, Error> {
-        Ok(Counter { series: lookup(&self.family, values)? })
+        Ok(Counter {
+            series: lookup(&self.family, values)?,
+        })
     }
 
     /// Like [`CounterVec::get_with_label_values`], panicking on a wrong label count.
     #[inline]
     pub fn with_label_values(&self, values: &[&str]) -> Counter {
-        self.get_with_label_values(values).unwrap_or_else(|e| panic!("{e}"))
+        self.get_with_label_values(values)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -291,7 +334,9 @@ impl Gauge {
     /// Register (or get) an unlabelled gauge with a cross-process merge mode.
     pub fn new(name: &str, help: &str, mode: GaugeMode) -> Result<Gauge, Error> {
         let f = register(name, help, &[], metric_type::GAUGE, mode.code(), &[])?;
-        Ok(Gauge { series: series_of(&f, &[])? })
+        Ok(Gauge {
+            series: series_of(&f, &[])?,
+        })
     }
 
     /// Set the value.
@@ -332,19 +377,29 @@ pub struct GaugeVec {
 
 impl GaugeVec {
     /// Register (or get) a labelled gauge family.
-    pub fn new(name: &str, help: &str, labels: &[&str], mode: GaugeMode) -> Result<GaugeVec, Error> {
-        Ok(GaugeVec { family: register(name, help, labels, metric_type::GAUGE, mode.code(), &[])? })
+    pub fn new(
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        mode: GaugeMode,
+    ) -> Result<GaugeVec, Error> {
+        Ok(GaugeVec {
+            family: register(name, help, labels, metric_type::GAUGE, mode.code(), &[])?,
+        })
     }
 
     /// The series for these label values.
     pub fn get_with_label_values(&self, values: &[&str]) -> Result<Gauge, Error> {
-        Ok(Gauge { series: lookup(&self.family, values)? })
+        Ok(Gauge {
+            series: lookup(&self.family, values)?,
+        })
     }
 
     /// Like [`GaugeVec::get_with_label_values`], panicking on a wrong label count.
     #[inline]
     pub fn with_label_values(&self, values: &[&str]) -> Gauge {
-        self.get_with_label_values(values).unwrap_or_else(|e| panic!("{e}"))
+        self.get_with_label_values(values)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -358,7 +413,9 @@ impl Histogram {
     /// Register (or get) an unlabelled histogram; empty `buckets` means [`DEFAULT_BUCKETS`].
     pub fn new(name: &str, help: &str, buckets: &[f64]) -> Result<Histogram, Error> {
         let f = register(name, help, &[], metric_type::HISTOGRAM, 0, buckets)?;
-        Ok(Histogram { series: series_of(&f, &[])? })
+        Ok(Histogram {
+            series: series_of(&f, &[])?,
+        })
     }
 
     /// Record an observation. Inside a sampled span, the span's ids ride along as an exemplar.
@@ -367,7 +424,11 @@ impl Histogram {
         let series = self.series;
         with_thread(|st| {
             if let Some(ctx) = st.span.current() {
-                let ex = Exemplar { trace_id: ctx.trace_id, span_id: ctx.span_id, ts: crate::clock::now_ticks() };
+                let ex = Exemplar {
+                    trace_id: ctx.trace_id,
+                    span_id: ctx.span_id,
+                    ts: crate::clock::now_ticks(),
+                };
                 observe_with(st, series, v, Some(ex));
             } else {
                 observe_with(st, series, v, None);
@@ -377,7 +438,11 @@ impl Histogram {
 
     /// Record an observation with an explicit exemplar.
     pub fn observe_with_exemplar(&self, v: f64, trace_id: [u8; 16], span_id: [u8; 8]) {
-        let ex = Exemplar { trace_id, span_id, ts: crate::clock::now_ticks() };
+        let ex = Exemplar {
+            trace_id,
+            span_id,
+            ts: crate::clock::now_ticks(),
+        };
         with_thread(|st| observe_with(st, self.series, v, Some(ex)));
     }
 
@@ -388,8 +453,17 @@ impl Histogram {
 }
 
 #[inline(always)]
-fn observe_with(st: &mut crate::writer::ThreadState, series: u32, value: f64, ex: Option<Exemplar>) {
-    let body = HistogramObserve { series, reserved: 0, value };
+fn observe_with(
+    st: &mut crate::writer::ThreadState,
+    series: u32,
+    value: f64,
+    ex: Option<Exemplar>,
+) {
+    let body = HistogramObserve {
+        series,
+        reserved: 0,
+        value,
+    };
     let ok = match ex {
         None => append(st, KIND_HISTOGRAM, 0, &body),
         Some(ex) => {
@@ -399,7 +473,12 @@ fn observe_with(st: &mut crate::writer::ThreadState, series: u32, value: f64, ex
                 obs: HistogramObserve,
                 ex: Exemplar,
             }
-            append(st, KIND_HISTOGRAM, FLAG_EXEMPLAR, &WithExemplar { obs: body, ex })
+            append(
+                st,
+                KIND_HISTOGRAM,
+                FLAG_EXEMPLAR,
+                &WithExemplar { obs: body, ex },
+            )
         }
     };
     if !ok {
@@ -415,18 +494,86 @@ pub struct HistogramVec {
 
 impl HistogramVec {
     /// Register (or get) a labelled histogram family.
-    pub fn new(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> Result<HistogramVec, Error> {
-        Ok(HistogramVec { family: register(name, help, labels, metric_type::HISTOGRAM, 0, buckets)? })
+    pub fn new(
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: &[f64],
+    ) -> Result<HistogramVec, Error> {
+        Ok(HistogramVec {
+            family: register(name, help, labels, metric_type::HISTOGRAM, 0, buckets)?,
+        })
     }
 
     /// The series for these label values.
     pub fn get_with_label_values(&self, values: &[&str]) -> Result<Histogram, Error> {
-        Ok(Histogram { series: lookup(&self.family, values)? })
+        Ok(Histogram {
+            series: lookup(&self.family, values)?,
+        })
     }
 
     /// Like [`HistogramVec::get_with_label_values`], panicking on a wrong label count.
     #[inline]
     pub fn with_label_values(&self, values: &[&str]) -> Histogram {
-        self.get_with_label_values(values).unwrap_or_else(|e| panic!("{e}"))
+        self.get_with_label_values(values)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// A summary series: count and sum of observations, with quantiles estimated by the collector
+/// (hdrhistogram; default 0.5, 0.9, 0.99, configurable per metric in the collector).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    series: u32,
+}
+
+impl Summary {
+    /// Register (or get) an unlabelled summary.
+    pub fn new(name: &str, help: &str) -> Result<Summary, Error> {
+        let f = register(name, help, &[], metric_type::SUMMARY, 0, &[])?;
+        Ok(Summary {
+            series: series_of(&f, &[])?,
+        })
+    }
+
+    /// Record an observation.
+    #[inline(always)]
+    pub fn observe(&self, v: f64) {
+        let series = self.series;
+        with_thread(|st| observe_with(st, series, v, None));
+    }
+
+    /// The series id.
+    pub fn series_id(&self) -> u32 {
+        self.series
+    }
+}
+
+/// A summary family with label names.
+#[derive(Clone, Debug)]
+pub struct SummaryVec {
+    family: FamilyDef,
+}
+
+impl SummaryVec {
+    /// Register (or get) a labelled summary family.
+    pub fn new(name: &str, help: &str, labels: &[&str]) -> Result<SummaryVec, Error> {
+        Ok(SummaryVec {
+            family: register(name, help, labels, metric_type::SUMMARY, 0, &[])?,
+        })
+    }
+
+    /// The series for these label values.
+    pub fn get_with_label_values(&self, values: &[&str]) -> Result<Summary, Error> {
+        Ok(Summary {
+            series: lookup(&self.family, values)?,
+        })
+    }
+
+    /// Like [`SummaryVec::get_with_label_values`], panicking on a wrong label count.
+    #[inline]
+    pub fn with_label_values(&self, values: &[&str]) -> Summary {
+        self.get_with_label_values(values)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }

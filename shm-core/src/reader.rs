@@ -29,8 +29,13 @@ pub fn scan_dir(dir: &Path) -> io::Result<Vec<DirEntry>> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let file_name = entry.file_name();
-        let Some(name) = file_name.to_str().and_then(RegionName::parse) else { continue };
-        out.push(DirEntry { path: entry.path(), name });
+        let Some(name) = file_name.to_str().and_then(RegionName::parse) else {
+            continue;
+        };
+        out.push(DirEntry {
+            path: entry.path(),
+            name,
+        });
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
@@ -77,7 +82,13 @@ impl<'a> Attrs<'a> {
             let (_, used) = decode_value(&bytes[at..]).ok_or(DecodeError::BadValue)?;
             at += used;
         }
-        Ok((Attrs { bytes: &bytes[..at], count }, at))
+        Ok((
+            Attrs {
+                bytes: &bytes[..at],
+                count,
+            },
+            at,
+        ))
     }
 
     /// Number of values.
@@ -114,8 +125,18 @@ fn decode_value(b: &[u8]) -> Option<(Attr<'_>, usize)> {
             if align8(n) + 16 > b.len() {
                 return None;
             }
-            let v = if tv.vtype == value_type::STR { AttrValue::Str(s) } else { AttrValue::Json(s) };
-            return Some((Attr { key: tv.key, value: v }, 16 + align8(n)));
+            let v = if tv.vtype == value_type::STR {
+                AttrValue::Str(s)
+            } else {
+                AttrValue::Json(s)
+            };
+            return Some((
+                Attr {
+                    key: tv.key,
+                    value: v,
+                },
+                16 + align8(n),
+            ));
         }
         _ => return None,
     };
@@ -212,7 +233,9 @@ impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DecodeError::UnknownKind(k) => write!(f, "unknown record kind {k}"),
-            DecodeError::BadLength { kind, len } => write!(f, "record kind {kind} has an invalid body length {len}"),
+            DecodeError::BadLength { kind, len } => {
+                write!(f, "record kind {kind} has an invalid body length {len}")
+            }
             DecodeError::BadValue => write!(f, "malformed typed value"),
         }
     }
@@ -223,23 +246,40 @@ impl std::error::Error for DecodeError {}
 fn fixed<T: bytemuck::Pod>(kind: u16, body: &[u8]) -> Result<T, DecodeError> {
     body.get(..std::mem::size_of::<T>())
         .map(bytemuck::pod_read_unaligned)
-        .ok_or(DecodeError::BadLength { kind, len: body.len() })
+        .ok_or(DecodeError::BadLength {
+            kind,
+            len: body.len(),
+        })
 }
 
 /// Decode one frame body.
 pub fn decode(kind: u16, flags: u16, body: &[u8]) -> Result<Record<'_>, DecodeError> {
-    let bad = || DecodeError::BadLength { kind, len: body.len() };
+    let bad = || DecodeError::BadLength {
+        kind,
+        len: body.len(),
+    };
     Ok(match kind {
         KIND_COUNTER_ADD => {
             let r: CounterAdd = fixed(kind, body)?;
-            Record::CounterAdd { series: r.series, value: r.value }
+            Record::CounterAdd {
+                series: r.series,
+                value: r.value,
+            }
         }
         KIND_GAUGE_SET | KIND_GAUGE_ADD => {
             let r: GaugeUpdate = fixed(kind, body)?;
             if kind == KIND_GAUGE_SET {
-                Record::GaugeSet { series: r.series, ts: r.ts, value: r.value }
+                Record::GaugeSet {
+                    series: r.series,
+                    ts: r.ts,
+                    value: r.value,
+                }
             } else {
-                Record::GaugeAdd { series: r.series, ts: r.ts, value: r.value }
+                Record::GaugeAdd {
+                    series: r.series,
+                    ts: r.ts,
+                    value: r.value,
+                }
             }
         }
         KIND_HISTOGRAM => {
@@ -249,26 +289,42 @@ pub fn decode(kind: u16, flags: u16, body: &[u8]) -> Result<Record<'_>, DecodeEr
             } else {
                 None
             };
-            Record::Histogram { series: r.series, value: r.value, exemplar }
+            Record::Histogram {
+                series: r.series,
+                value: r.value,
+                exemplar,
+            }
         }
         KIND_SPAN => Record::Span(fixed(kind, body)?),
         KIND_SPAN_ATTR => {
             let a: SpanAttr = fixed(kind, body)?;
             let (attr, _) = decode_value(&body[16..]).ok_or(DecodeError::BadValue)?;
-            Record::SpanAttr { span_id: a.span_id, event_seq: a.event_seq, attr }
+            Record::SpanAttr {
+                span_id: a.span_id,
+                event_seq: a.event_seq,
+                attr,
+            }
         }
         KIND_SPAN_EVENT => Record::SpanEvent(fixed(kind, body)?),
         KIND_LOG => {
             let rec: LogRecord = fixed(kind, body)?;
             let base = std::mem::size_of::<LogRecord>();
             let (m, c) = (rec.msg_len as usize, rec.corr_len as usize);
-            let text_end = base.checked_add(m).and_then(|x| x.checked_add(c)).ok_or_else(bad)?;
+            let text_end = base
+                .checked_add(m)
+                .and_then(|x| x.checked_add(c))
+                .ok_or_else(bad)?;
             let message = body.get(base..base + m).ok_or_else(bad)?;
             let correlation = body.get(base + m..text_end).ok_or_else(bad)?;
             let fields_at = base + align8(m + c);
             let rest = body.get(fields_at..).ok_or_else(bad)?;
             let (fields, _) = Attrs::parse(rest, rec.field_count)?;
-            Record::Log { rec, message, correlation, fields }
+            Record::Log {
+                rec,
+                message,
+                correlation,
+                fields,
+            }
         }
         KIND_BUSINESS => {
             let rec: BusinessEvent = fixed(kind, body)?;
@@ -333,7 +389,11 @@ impl RingReader {
         let region = Arc::new(region);
         let consumer = Consumer::new(MappedRing::new(region.clone()));
         let position = consumer.positions().1;
-        Ok(RingReader { region, consumer, position })
+        Ok(RingReader {
+            region,
+            consumer,
+            position,
+        })
     }
 
     /// The region file.
@@ -378,10 +438,12 @@ impl RingReader {
         mut f: impl FnMut(u64, Result<Record<'_>, DecodeError>),
     ) -> Result<usize, RingError> {
         let mut n = 0;
-        let end = self.consumer.read_from(self.position, max_frames, |frame| {
-            n += 1;
-            f(frame.position, decode(frame.kind, frame.flags, frame.body));
-        })?;
+        let end = self
+            .consumer
+            .read_from(self.position, max_frames, |frame| {
+                n += 1;
+                f(frame.position, decode(frame.kind, frame.flags, frame.body));
+            })?;
         self.position = end;
         if consume && self.region.writable() {
             self.consumer.release(end);
@@ -414,7 +476,12 @@ impl RingReader {
             let set_ts = r.load_u64(off + 24);
             let s2 = r.load_u64(off);
             if s1 == s2 && s1 % 2 == 0 {
-                return Some(SlotValue { added: f64::from_bits(added), set_value: f64::from_bits(set_value), set_ts, seq: s1 });
+                return Some(SlotValue {
+                    added: f64::from_bits(added),
+                    set_value: f64::from_bits(set_value),
+                    set_ts,
+                    seq: s1,
+                });
             }
             std::hint::spin_loop();
         }
@@ -479,7 +546,9 @@ impl std::fmt::Display for TableError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TableError::Region(e) => write!(f, "{e}"),
-            TableError::BadEntry { offset, what } => write!(f, "bad table entry at {offset}: {what}"),
+            TableError::BadEntry { offset, what } => {
+                write!(f, "bad table entry at {offset}: {what}")
+            }
         }
     }
 }
@@ -542,26 +611,44 @@ impl TableReader {
         let cap = self.region.header().data_capacity;
         let used = self.region.load_u64(TABLE_USED_OFFSET);
         if used > cap || used % 8 != 0 || used < self.parsed {
-            return Err(TableError::BadEntry { offset: used, what: format!("used length {used} out of range") });
+            return Err(TableError::BadEntry {
+                offset: used,
+                what: format!("used length {used} out of range"),
+            });
         }
         if used == self.parsed {
             return Ok(0);
         }
         let mut buf = vec![0u8; (used - self.parsed) as usize];
-        if !self.region.copy_out(TABLE_DATA_OFFSET + self.parsed as usize, &mut buf) {
-            return Err(TableError::BadEntry { offset: self.parsed, what: "beyond the file".into() });
+        if !self
+            .region
+            .copy_out(TABLE_DATA_OFFSET + self.parsed as usize, &mut buf)
+        {
+            return Err(TableError::BadEntry {
+                offset: self.parsed,
+                what: "beyond the file".into(),
+            });
         }
         let mut at = 0usize;
         let mut added = 0;
         while at < buf.len() {
             let offset = self.parsed + at as u64;
-            let err = |what: &str| TableError::BadEntry { offset, what: what.to_owned() };
-            let h: EntryHeader = bytemuck::pod_read_unaligned(buf.get(at..at + ENTRY_HEADER_SIZE).ok_or_else(|| err("truncated header"))?);
+            let err = |what: &str| TableError::BadEntry {
+                offset,
+                what: what.to_owned(),
+            };
+            let h: EntryHeader = bytemuck::pod_read_unaligned(
+                buf.get(at..at + ENTRY_HEADER_SIZE)
+                    .ok_or_else(|| err("truncated header"))?,
+            );
             let len = h.length as usize;
             if len < ENTRY_HEADER_SIZE || len % 8 != 0 || at + len > buf.len() {
                 return Err(err("bad length"));
             }
-            let mut p = Payload { b: &buf[at + ENTRY_HEADER_SIZE..at + len], at: 0 };
+            let mut p = Payload {
+                b: &buf[at + ENTRY_HEADER_SIZE..at + len],
+                at: 0,
+            };
             match h.kind {
                 ENTRY_SYMBOL => {
                     let s = p.string().ok_or_else(|| err("bad symbol"))?;
@@ -571,24 +658,61 @@ impl TableReader {
                     let name = p.string().ok_or_else(|| err("bad family name"))?;
                     let help = p.string().ok_or_else(|| err("bad help"))?;
                     let unit = p.string().ok_or_else(|| err("bad unit"))?;
-                    let nl = p.u32().filter(|n| *n <= MAX_LABELS).ok_or_else(|| err("bad label count"))?;
-                    let labels = (0..nl).map(|_| p.string()).collect::<Option<Vec<_>>>().ok_or_else(|| err("bad label name"))?;
-                    let nb = p.u32().filter(|n| *n <= MAX_BUCKETS).ok_or_else(|| err("bad bucket count"))?;
-                    let buckets = (0..nb).map(|_| p.f64()).collect::<Option<Vec<_>>>().ok_or_else(|| err("bad bucket"))?;
+                    let nl = p
+                        .u32()
+                        .filter(|n| *n <= MAX_LABELS)
+                        .ok_or_else(|| err("bad label count"))?;
+                    let labels = (0..nl)
+                        .map(|_| p.string())
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| err("bad label name"))?;
+                    let nb = p
+                        .u32()
+                        .filter(|n| *n <= MAX_BUCKETS)
+                        .ok_or_else(|| err("bad bucket count"))?;
+                    let buckets = (0..nb)
+                        .map(|_| p.f64())
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| err("bad bucket"))?;
                     if !(1..=4).contains(&h.subkind) || h.mode > gauge_mode::LIVEMOSTRECENT {
                         return Err(err("bad metric type or mode"));
                     }
-                    let family = FamilyInfo { id: h.id, metric_type: h.subkind, mode: h.mode, name, help, unit, labels, buckets };
+                    let family = FamilyInfo {
+                        id: h.id,
+                        metric_type: h.subkind,
+                        mode: h.mode,
+                        name,
+                        help,
+                        unit,
+                        labels,
+                        buckets,
+                    };
                     self.families.insert(h.id, family);
                 }
                 ENTRY_SERIES => {
-                    let n = p.u32().filter(|n| *n <= MAX_LABELS).ok_or_else(|| err("bad value count"))?;
-                    let values = (0..n).map(|_| p.string()).collect::<Option<Vec<_>>>().ok_or_else(|| err("bad label value"))?;
-                    let family = self.families.get(&h.parent).ok_or_else(|| err("series of an unknown family"))?;
+                    let n = p
+                        .u32()
+                        .filter(|n| *n <= MAX_LABELS)
+                        .ok_or_else(|| err("bad value count"))?;
+                    let values = (0..n)
+                        .map(|_| p.string())
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| err("bad label value"))?;
+                    let family = self
+                        .families
+                        .get(&h.parent)
+                        .ok_or_else(|| err("series of an unknown family"))?;
                     if family.labels.len() != values.len() {
                         return Err(err("label value count differs from the family's"));
                     }
-                    self.series.insert(h.id, SeriesInfo { id: h.id, family: h.parent, values });
+                    self.series.insert(
+                        h.id,
+                        SeriesInfo {
+                            id: h.id,
+                            family: h.parent,
+                            values,
+                        },
+                    );
                 }
                 _ => {} // an entry kind from a newer minor version: skipped
             }

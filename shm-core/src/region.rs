@@ -107,7 +107,10 @@ impl RegionName {
     pub fn parse(name: &str) -> Option<RegionName> {
         if let Some(stem) = name.strip_suffix(".table") {
             let (pid, start) = stem.split_once('-')?;
-            return Some(RegionName::Table { pid: pid.parse().ok()?, start: start.parse().ok()? });
+            return Some(RegionName::Table {
+                pid: pid.parse().ok()?,
+                start: start.parse().ok()?,
+            });
         }
         let stem = name.strip_suffix(".ring")?;
         let mut it = stem.split('-');
@@ -185,9 +188,14 @@ impl std::fmt::Display for RegionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RegionError::Io(e) => write!(f, "i/o error: {e}"),
-            RegionError::NotRegularFile => write!(f, "not a regular file (symlink or special file)"),
+            RegionError::NotRegularFile => {
+                write!(f, "not a regular file (symlink or special file)")
+            }
             RegionError::WrongOwner { file_uid, our_uid } => {
-                write!(f, "owned by uid {file_uid}, not by this reader's uid {our_uid}")
+                write!(
+                    f,
+                    "owned by uid {file_uid}, not by this reader's uid {our_uid}"
+                )
             }
             RegionError::InsecureMode(m) => write!(f, "mode {m:o} lets others write it"),
             RegionError::Truncated { actual, needed } => {
@@ -196,7 +204,10 @@ impl std::fmt::Display for RegionError {
             RegionError::BadMagic => write!(f, "not a shmtel region (bad magic)"),
             RegionError::NotReady => write!(f, "header not initialised yet (layout_version 0)"),
             RegionError::UnsupportedVersion(v) => {
-                write!(f, "layout version {v} is not supported (this reader reads {LAYOUT_VERSION})")
+                write!(
+                    f,
+                    "layout version {v} is not supported (this reader reads {LAYOUT_VERSION})"
+                )
             }
             RegionError::BadHeader(s) => write!(f, "invalid header: {s}"),
             RegionError::NameMismatch(s) => write!(f, "file name does not match header: {s}"),
@@ -263,7 +274,10 @@ fn copy_name<const N: usize>(s: &str) -> [u8; N] {
 /// Create a directory for regions (mode 0700) if it does not exist.
 pub fn ensure_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 impl RegionFile {
@@ -275,7 +289,11 @@ impl RegionFile {
             let data_offset = RING_DATA_OFFSET as u64;
             let overflow_offset = data_offset + p.data_capacity;
             let size = overflow_offset + p.slots * std::mem::size_of::<OverflowSlot>() as u64;
-            (data_offset, if p.slots > 0 { overflow_offset } else { 0 }, size)
+            (
+                data_offset,
+                if p.slots > 0 { overflow_offset } else { 0 },
+                size,
+            )
         } else {
             let data_offset = TABLE_DATA_OFFSET as u64;
             (data_offset, 0, data_offset + p.data_capacity)
@@ -322,13 +340,23 @@ impl RegionFile {
                 HEADER_SIZE,
             )
         };
-        let region = RegionFile { map, path, header, writable: true };
+        let region = RegionFile {
+            map,
+            path,
+            header,
+            writable: true,
+        };
         // Ordering: Release: the header written above is visible to any reader whose Acquire
         // load of layout_version sees LAYOUT_VERSION.
-        region.version_atomic().store(LAYOUT_VERSION, StdOrdering::Release);
+        region
+            .version_atomic()
+            .store(LAYOUT_VERSION, StdOrdering::Release);
         let mut h = region.header;
         h.layout_version = LAYOUT_VERSION;
-        Ok(RegionFile { header: h, ..region })
+        Ok(RegionFile {
+            header: h,
+            ..region
+        })
     }
 
     /// Open and validate an existing region file (reader side). `writable` maps it read-write
@@ -354,21 +382,34 @@ impl RegionFile {
         // SAFETY: geteuid has no preconditions.
         let our_uid = unsafe { libc::geteuid() };
         if meta.uid() != our_uid {
-            return Err(RegionError::WrongOwner { file_uid: meta.uid(), our_uid });
+            return Err(RegionError::WrongOwner {
+                file_uid: meta.uid(),
+                our_uid,
+            });
         }
         if meta.mode() & 0o022 != 0 {
             return Err(RegionError::InsecureMode(meta.mode() & 0o7777));
         }
         let actual = meta.len();
         if actual < (HEADER_SIZE + POSITION_SPACING) as u64 {
-            return Err(RegionError::Truncated { actual, needed: (HEADER_SIZE + POSITION_SPACING) as u64 });
+            return Err(RegionError::Truncated {
+                actual,
+                needed: (HEADER_SIZE + POSITION_SPACING) as u64,
+            });
         }
         let map = if writable {
             MmapOptions::new().len(actual as usize).map_raw(&file)?
         } else {
-            MmapOptions::new().len(actual as usize).map_raw_read_only(&file)?
+            MmapOptions::new()
+                .len(actual as usize)
+                .map_raw_read_only(&file)?
         };
-        let mut region = RegionFile { map, path: path.to_owned(), header: bytemuck::Zeroable::zeroed(), writable };
+        let mut region = RegionFile {
+            map,
+            path: path.to_owned(),
+            header: bytemuck::Zeroable::zeroed(),
+            writable,
+        };
         // Ordering: Acquire pairs with the writer's Release store of the version: a non-zero
         // version means the rest of the header is complete.
         let version = region.version_atomic().load(StdOrdering::Acquire);
@@ -388,9 +429,16 @@ impl RegionFile {
         }
         validate_header(&h, actual)?;
         if h.owner_uid != meta.uid() {
-            return Err(RegionError::WrongOwner { file_uid: h.owner_uid, our_uid });
+            return Err(RegionError::WrongOwner {
+                file_uid: h.owner_uid,
+                our_uid,
+            });
         }
-        if let Some(name) = path.file_name().and_then(|n| n.to_str()).and_then(RegionName::parse) {
+        if let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(RegionName::parse)
+        {
             let (pid, start) = name.process();
             let kind_ok = matches!(
                 (&name, h.region_kind),
@@ -407,7 +455,10 @@ impl RegionFile {
                 )));
             }
         }
-        region.header = RegionHeader { layout_version: version, ..h };
+        region.header = RegionHeader {
+            layout_version: version,
+            ..h
+        };
         Ok(region)
     }
 
@@ -473,11 +524,20 @@ impl RegionFile {
 
     /// Copy `dst.len()` bytes at `offset` out of the mapping; bounds are checked.
     pub fn copy_out(&self, offset: usize, dst: &mut [u8]) -> bool {
-        if offset.checked_add(dst.len()).is_none_or(|end| end > self.map.len()) {
+        if offset
+            .checked_add(dst.len())
+            .is_none_or(|end| end > self.map.len())
+        {
             return false;
         }
         // SAFETY: bounds checked above; concurrent writes can only change the values copied.
-        unsafe { std::ptr::copy_nonoverlapping(self.map.as_ptr().add(offset), dst.as_mut_ptr(), dst.len()) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.map.as_ptr().add(offset),
+                dst.as_mut_ptr(),
+                dst.len(),
+            )
+        };
         true
     }
 }
@@ -488,7 +548,10 @@ fn validate_header(h: &RegionHeader, actual: u64) -> Result<(), RegionError> {
         return bad(format!("header_size {}", h.header_size));
     }
     if h.file_size != actual {
-        return Err(RegionError::Truncated { actual, needed: h.file_size });
+        return Err(RegionError::Truncated {
+            actual,
+            needed: h.file_size,
+        });
     }
     match h.region_kind {
         REGION_RING => {
@@ -501,15 +564,24 @@ fn validate_header(h: &RegionHeader, actual: u64) -> Result<(), RegionError> {
             }
             let data_end = h.data_offset + cap;
             if data_end > actual {
-                return Err(RegionError::Truncated { actual, needed: data_end });
+                return Err(RegionError::Truncated {
+                    actual,
+                    needed: data_end,
+                });
             }
             if h.overflow_slots > MAX_OVERFLOW_SLOTS {
                 return bad(format!("overflow_slots {}", h.overflow_slots));
             }
             if h.overflow_slots > 0 {
                 let end = h.overflow_offset.checked_add(h.overflow_slots * 32);
-                if h.overflow_offset < data_end || h.overflow_offset % 8 != 0 || end.is_none_or(|e| e > actual) {
-                    return bad(format!("overflow area {}+{}", h.overflow_offset, h.overflow_slots));
+                if h.overflow_offset < data_end
+                    || h.overflow_offset % 8 != 0
+                    || end.is_none_or(|e| e > actual)
+                {
+                    return bad(format!(
+                        "overflow area {}+{}",
+                        h.overflow_offset, h.overflow_slots
+                    ));
                 }
             }
         }
@@ -550,7 +622,13 @@ impl MappedRing {
         let cap = region.header.data_capacity;
         let head: *const AtomicU64 = region.atomic_u64(HEAD_OFFSET);
         let tail: *const AtomicU64 = region.atomic_u64(TAIL_OFFSET);
-        MappedRing { region, data, head, tail, cap }
+        MappedRing {
+            region,
+            data,
+            head,
+            tail,
+            cap,
+        }
     }
 
     /// The region file.

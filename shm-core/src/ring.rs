@@ -69,9 +69,16 @@ impl std::fmt::Display for RingError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RingError::BadPositions { head, tail } => {
-                write!(f, "ring positions are inconsistent (head {head}, tail {tail})")
+                write!(
+                    f,
+                    "ring positions are inconsistent (head {head}, tail {tail})"
+                )
             }
-            RingError::BadFrame { position, length, kind } => write!(
+            RingError::BadFrame {
+                position,
+                length,
+                kind,
+            } => write!(
                 f,
                 "invalid frame at position {position} (length {length}, kind {kind})"
             ),
@@ -101,7 +108,13 @@ impl<M: RingMemory> Producer<M> {
         // Ordering: Acquire pairs with the consumer's Release store of tail.
         let tail = mem.tail().load(Ordering::Acquire);
         let cap = mem.capacity();
-        Producer { mask: cap - 1, pending: head, committed: head, cached_tail: tail, mem }
+        Producer {
+            mask: cap - 1,
+            pending: head,
+            committed: head,
+            cached_tail: tail,
+            mem,
+        }
     }
 
     /// The memory this producer writes.
@@ -130,7 +143,11 @@ impl<M: RingMemory> Producer<M> {
             }
         }
         if pad != 0 {
-            let header = FrameHeader { length: pad as u32, kind: KIND_PADDING, flags: 0 };
+            let header = FrameHeader {
+                length: pad as u32,
+                kind: KIND_PADDING,
+                flags: 0,
+            };
             // SAFETY: idx + 8 <= cap (idx and cap are multiples of 8, idx < cap), and bytes
             // from `pending` on belong to the producer (checked against tail above).
             unsafe { self.mem.write(idx as usize, bytemuck::bytes_of(&header)) };
@@ -193,7 +210,11 @@ impl<M: RingMemory> Consumer<M> {
     /// Attach to a ring as a reader.
     pub fn new(mem: M) -> Self {
         let cap = mem.capacity();
-        Consumer { mask: cap - 1, mem, buf: Vec::with_capacity(256) }
+        Consumer {
+            mask: cap - 1,
+            mem,
+            buf: Vec::with_capacity(256),
+        }
     }
 
     /// The memory this consumer reads.
@@ -236,13 +257,16 @@ impl<M: RingMemory> Consumer<M> {
             let header: FrameHeader = bytemuck::pod_read_unaligned(&hb);
             let len = header.length as usize;
             let step = align8(len) as u64;
-            let bad = len < FRAME_HEADER_SIZE
-                || len > MAX_FRAME
+            let bad = !(FRAME_HEADER_SIZE..=MAX_FRAME).contains(&len)
                 || step > head - pos
                 || idx as u64 + step > cap
                 || header.kind == 0;
             if bad {
-                return Err(RingError::BadFrame { position: pos, length: header.length, kind: header.kind });
+                return Err(RingError::BadFrame {
+                    position: pos,
+                    length: header.length,
+                    kind: header.kind,
+                });
             }
             if header.kind != KIND_PADDING {
                 let body_len = len - FRAME_HEADER_SIZE;
@@ -250,7 +274,12 @@ impl<M: RingMemory> Consumer<M> {
                 self.buf.resize(body_len, 0);
                 // SAFETY: idx + len <= idx + step <= cap, checked above.
                 unsafe { self.mem.read(idx + FRAME_HEADER_SIZE, &mut self.buf) };
-                f(FrameRef { position: pos, kind: header.kind, flags: header.flags, body: &self.buf });
+                f(FrameRef {
+                    position: pos,
+                    kind: header.kind,
+                    flags: header.flags,
+                    body: &self.buf,
+                });
                 frames += 1;
             }
             pos += step;

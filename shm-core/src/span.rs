@@ -85,7 +85,10 @@ pub(crate) struct ThreadSpans {
 
 impl ThreadSpans {
     pub(crate) const fn new() -> Self {
-        ThreadSpans { current: None, rng: 0 }
+        ThreadSpans {
+            current: None,
+            rng: 0,
+        }
     }
 
     /// The current span of this thread, if any.
@@ -222,7 +225,13 @@ impl Span {
         }
         self.events += 1;
         let seq = self.events;
-        let body = SpanEvent { span_id: self.ctx.span_id, ts: crate::clock::now_ticks(), name: name.0, event_seq: seq, reserved: 0 };
+        let body = SpanEvent {
+            span_id: self.ctx.span_id,
+            ts: crate::clock::now_ticks(),
+            name: name.0,
+            event_seq: seq,
+            reserved: 0,
+        };
         let ok = with_thread(|st| append(st, KIND_SPAN_EVENT, 0, &body)).unwrap_or(false);
         if !ok {
             self.dropped = self.dropped.saturating_add(1);
@@ -302,7 +311,11 @@ fn new_span(st: &mut ThreadState, name: Symbol, parent: Option<SpanContext>, rem
         flags |= SPAN_FLAG_REMOTE_PARENT;
     }
     Span {
-        ctx: SpanContext { trace_id, span_id, sampled },
+        ctx: SpanContext {
+            trace_id,
+            span_id,
+            sampled,
+        },
         parent: parent_id,
         prev: None,
         start: crate::clock::now_ticks(),
@@ -321,7 +334,11 @@ fn new_span(st: &mut ThreadState, name: Symbol, parent: Option<SpanContext>, rem
 /// A span for a thread whose state is gone (thread teardown): records nothing.
 fn detached(name: Symbol) -> Span {
     Span {
-        ctx: SpanContext { trace_id: [0; 16], span_id: [0; 8], sampled: false },
+        ctx: SpanContext {
+            trace_id: [0; 16],
+            span_id: [0; 8],
+            sampled: false,
+        },
         parent: [0; 8],
         prev: None,
         start: 0,
@@ -343,10 +360,21 @@ fn write_attr(span_id: [u8; 8], event_seq: u16, key: Symbol, value: Value<'_>) -
     with_thread(|st| {
         let batch = st.batch_depth != 0;
         let Some(ring) = st.ring() else { return false };
-        let Some(off) = ring.claim(KIND_SPAN_ATTR, 0, len) else { return false };
-        let attr = SpanAttr { span_id, event_seq, reserved: [0; 6] };
+        let Some(off) = ring.claim(KIND_SPAN_ATTR, 0, len) else {
+            return false;
+        };
+        let attr = SpanAttr {
+            span_id,
+            event_seq,
+            reserved: [0; 6],
+        };
         ring.put(off, FRAME_HEADER_SIZE, bytemuck::bytes_of(&attr));
-        let tv = TypedValue { key: key.0, vtype, reserved: [0; 3], value: inline };
+        let tv = TypedValue {
+            key: key.0,
+            vtype,
+            reserved: [0; 3],
+            value: inline,
+        };
         ring.put(off, FRAME_HEADER_SIZE + 16, bytemuck::bytes_of(&tv));
         ring.put(off, FRAME_HEADER_SIZE + 32, bytes);
         if !batch {

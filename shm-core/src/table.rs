@@ -85,7 +85,9 @@ static PROCESS: Mutex<Option<Process>> = Mutex::new(None);
 
 /// Run `f` on the process state, creating it (and registering the at-fork handlers) on first
 /// use. Errors if the region directory or table cannot be created.
-pub(crate) fn with_process<R>(f: impl FnOnce(&mut Process) -> Result<R, Error>) -> Result<R, Error> {
+pub(crate) fn with_process<R>(
+    f: impl FnOnce(&mut Process) -> Result<R, Error>,
+) -> Result<R, Error> {
     let mut guard = PROCESS.lock();
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() } as u32;
@@ -164,7 +166,14 @@ impl Process {
             entries.push((ENTRY_SYMBOL, id, encode_strings(&[s.as_str()]), 0, 0, 0));
         }
         for f in self.families.values() {
-            entries.push((ENTRY_FAMILY, f.id, encode_family(f), f.metric_type, f.mode, 0));
+            entries.push((
+                ENTRY_FAMILY,
+                f.id,
+                encode_family(f),
+                f.metric_type,
+                f.mode,
+                0,
+            ));
         }
         for ((family, values), &id) in &self.series {
             let v: Vec<&str> = values.iter().map(|s| s.as_str()).collect();
@@ -174,7 +183,10 @@ impl Process {
         for (kind, id, payload, sub, mode, parent) in entries {
             table.append(kind, id, sub, mode, parent, &payload)?;
         }
-        table.publish(self.next_symbol.max(self.next_series) as u64, self.overflowed);
+        table.publish(
+            self.next_symbol.max(self.next_series) as u64,
+            self.overflowed,
+        );
         self.table = Some(table);
         Ok(())
     }
@@ -212,9 +224,13 @@ impl Process {
                 )))
             };
         }
-        let def = FamilyDef { id: self.next_family, ..def };
+        let def = FamilyDef {
+            id: self.next_family,
+            ..def
+        };
         let payload = encode_family(&def);
-        self.table()?.append(ENTRY_FAMILY, def.id, def.metric_type, def.mode, 0, &payload)?;
+        self.table()?
+            .append(ENTRY_FAMILY, def.id, def.metric_type, def.mode, 0, &payload)?;
         self.next_family += 1;
         self.families.insert(def.name.clone(), def.clone());
         self.publish();
@@ -231,7 +247,10 @@ impl Process {
                 got: values.len(),
             });
         }
-        let key = (family.id, values.iter().map(|v| (*v).to_owned()).collect::<Vec<_>>());
+        let key = (
+            family.id,
+            values.iter().map(|v| (*v).to_owned()).collect::<Vec<_>>(),
+        );
         if let Some(&id) = self.series.get(&key) {
             return Ok(id);
         }
@@ -260,7 +279,8 @@ impl Process {
     fn append_series(&mut self, family: u32, values: &[&str]) -> Result<u32, Error> {
         let id = self.next_series;
         let payload = encode_series(values);
-        self.table()?.append(ENTRY_SERIES, id, 0, 0, family, &payload)?;
+        self.table()?
+            .append(ENTRY_SERIES, id, 0, 0, family, &payload)?;
         self.next_series += 1;
         Ok(id)
     }
@@ -280,22 +300,49 @@ impl Process {
 }
 
 impl TableFile {
-    fn append(&mut self, kind: u16, id: u32, sub: u8, mode: u8, parent: u32, payload: &[u8]) -> Result<(), Error> {
+    fn append(
+        &mut self,
+        kind: u16,
+        id: u32,
+        sub: u8,
+        mode: u8,
+        parent: u32,
+        payload: &[u8],
+    ) -> Result<(), Error> {
         let len = align8(ENTRY_HEADER_SIZE + payload.len());
         let cap = self.region.header().data_capacity;
         if self.used + len as u64 > cap || len > u32::MAX as usize {
             return Err(Error::TableFull);
         }
-        let header = EntryHeader { length: len as u32, kind, subkind: sub, mode, id, parent };
+        let header = EntryHeader {
+            length: len as u32,
+            kind,
+            subkind: sub,
+            mode,
+            id,
+            parent,
+        };
         let off = TABLE_DATA_OFFSET + self.used as usize;
         let base = self.region.base();
         // SAFETY: off + len <= TABLE_DATA_OFFSET + capacity <= file size (checked above and at
         // creation); bytes past `used` are not yet published, so no reader looks at them, and
         // the process mutex makes us their only writer.
         unsafe {
-            std::ptr::copy_nonoverlapping(bytemuck::bytes_of(&header).as_ptr(), base.add(off), ENTRY_HEADER_SIZE);
-            std::ptr::copy_nonoverlapping(payload.as_ptr(), base.add(off + ENTRY_HEADER_SIZE), payload.len());
-            std::ptr::write_bytes(base.add(off + ENTRY_HEADER_SIZE + payload.len()), 0, len - ENTRY_HEADER_SIZE - payload.len());
+            std::ptr::copy_nonoverlapping(
+                bytemuck::bytes_of(&header).as_ptr(),
+                base.add(off),
+                ENTRY_HEADER_SIZE,
+            );
+            std::ptr::copy_nonoverlapping(
+                payload.as_ptr(),
+                base.add(off + ENTRY_HEADER_SIZE),
+                payload.len(),
+            );
+            std::ptr::write_bytes(
+                base.add(off + ENTRY_HEADER_SIZE + payload.len()),
+                0,
+                len - ENTRY_HEADER_SIZE - payload.len(),
+            );
         }
         self.used += len as u64;
         Ok(())
@@ -303,11 +350,17 @@ impl TableFile {
 
     fn publish(&mut self, next_id: u64, overflowed: u64) {
         // Ordering: Relaxed: informational counters, read only after `used` below.
-        self.region.atomic_u64(TABLE_USED_OFFSET + 8).store(next_id, Ordering::Relaxed);
+        self.region
+            .atomic_u64(TABLE_USED_OFFSET + 8)
+            .store(next_id, Ordering::Relaxed);
         // Ordering: Relaxed: as above.
-        self.region.atomic_u64(TABLE_USED_OFFSET + 16).store(overflowed, Ordering::Relaxed);
+        self.region
+            .atomic_u64(TABLE_USED_OFFSET + 16)
+            .store(overflowed, Ordering::Relaxed);
         // Ordering: Release publishes the entries written below `used` to readers' Acquire load.
-        self.region.atomic_u64(TABLE_USED_OFFSET).store(self.used, Ordering::Release);
+        self.region
+            .atomic_u64(TABLE_USED_OFFSET)
+            .store(self.used, Ordering::Release);
     }
 }
 

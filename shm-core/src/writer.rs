@@ -79,7 +79,9 @@ impl ThreadRing {
 
     #[inline(always)]
     pub(crate) fn count(&self, kind: DropKind) {
-        let a = self.region.atomic_u64(WRITER_BLOCK_OFFSET + 8 * kind as usize);
+        let a = self
+            .region
+            .atomic_u64(WRITER_BLOCK_OFFSET + 8 * kind as usize);
         // Ordering: Relaxed load + Release store: this thread is the only writer of the
         // counter; the collector's Acquire load sees a value that was current at some point.
         a.store(a.load(Ordering::Relaxed) + 1, Ordering::Release);
@@ -93,7 +95,11 @@ impl ThreadRing {
             return None;
         }
         let off = self.producer.claim(align8(len))?;
-        let header = FrameHeader { length: len as u32, kind, flags };
+        let header = FrameHeader {
+            length: len as u32,
+            kind,
+            flags,
+        };
         // SAFETY: the frame [off, off + align8(len)) was just claimed and is ours.
         unsafe { self.producer.write(off, bytemuck::bytes_of(&header)) };
         Some(off)
@@ -129,7 +135,9 @@ impl Drop for ThreadRing {
             self.producer.commit();
             // Ordering: Release: the final head store above happens before the collector sees
             // `closed`.
-            self.region.atomic_u64(WRITER_BLOCK_OFFSET + 48).store(1, Ordering::Release);
+            self.region
+                .atomic_u64(WRITER_BLOCK_OFFSET + 48)
+                .store(1, Ordering::Release);
         }
     }
 }
@@ -203,7 +211,13 @@ fn new_ring(generation: u64) -> Result<ThreadRing, crate::Error> {
     let thread_name = std::thread::current().name().unwrap_or("").to_owned();
     let (identity, dir, service, seq, nslots) = crate::table::with_process(|p| {
         p.ring_seq += 1;
-        Ok((p.identity.clone(), p.dir.clone(), p.service.clone(), p.ring_seq, p.series_capacity()))
+        Ok((
+            p.identity.clone(),
+            p.dir.clone(),
+            p.service.clone(),
+            p.ring_seq,
+            p.series_capacity(),
+        ))
     })?;
     let name = identity.ring_file_name(tid, seq);
     let capacity = cfg.ring_capacity();
@@ -257,7 +271,12 @@ pub(crate) fn with_thread<R>(f: impl FnOnce(&mut ThreadState) -> R) -> Option<R>
 /// Append one fixed-size frame (header + `body`), commit unless in a batch. Returns false if it
 /// did not fit (the caller decides what that costs).
 #[inline(always)]
-pub(crate) fn append<T: bytemuck::Pod>(st: &mut ThreadState, kind: u16, flags: u16, body: &T) -> bool {
+pub(crate) fn append<T: bytemuck::Pod>(
+    st: &mut ThreadState,
+    kind: u16,
+    flags: u16,
+    body: &T,
+) -> bool {
     let batch = st.batch_depth != 0;
     let Some(ring) = st.ring() else { return false };
     let len = FRAME_HEADER_SIZE + std::mem::size_of::<T>();

@@ -1,0 +1,25 @@
+//! shmtel's collector: drains the shared-memory rings that instrumented processes write,
+//! aggregates what it reads, and exposes it.
+//!
+//! This crate holds the daemon's layers above the ring reader:
+//! - [`model`]: the snapshot data model the aggregator hands to the renderers;
+//! - [`exposition`]: pure functions rendering snapshots as Prometheus text 0.0.4 and
+//!   OpenMetrics 1.0.0;
+//! - [`http`]: the HTTP server for `/metrics` and `/healthz`;
+//! - [`config`]: the `collect` command's flags, environment and TOML configuration.
+//!
+//! # Background work
+//!
+//! The HTTP server renders on demand: each `GET /metrics` asks its [`http::MetricsSource`] for
+//! a fresh snapshot and renders it on tokio's blocking pool, so a scrape never waits for, and
+//! never holds up, the drain loop. See the crate README for who drains the rings and how often.
+
+pub mod aggregate;
+pub mod collect;
+pub mod config;
+pub mod drain;
+pub mod exposition;
+pub mod http;
+pub mod inspect;
+pub mod model;
+pub mod sinks;
