@@ -13,8 +13,8 @@
 use std::time::{Duration, Instant};
 
 use shmtel_core::{
-    batch, business_event, flush_stats, log, Counter, CounterVec, GaugeMode, GaugeVec, Histogram, Level, Span,
-    Symbol, Value,
+    batch, business_event, flush_stats, log, Counter, CounterVec, GaugeMode, GaugeVec, Histogram,
+    Level, Span, Symbol, Value,
 };
 
 struct Args {
@@ -41,21 +41,42 @@ fn parse_args() -> Args {
         threads: 1,
         ops: 1000,
         service: "loadgen".into(),
-        kinds: ["counter", "gauge", "histogram", "span", "log", "business"].map(String::from).to_vec(),
+        kinds: ["counter", "gauge", "histogram", "span", "log", "business"]
+            .map(String::from)
+            .to_vec(),
         rate: 0.0,
         hold_ms: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        let mut val = || {
+            it.next()
+                .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
+        };
         match flag.as_str() {
             "--dir" => a.dir = Some(val()),
-            "--threads" => a.threads = val().parse().unwrap_or_else(|_| usage("--threads takes a number")),
-            "--ops" => a.ops = val().parse().unwrap_or_else(|_| usage("--ops takes a number")),
+            "--threads" => {
+                a.threads = val()
+                    .parse()
+                    .unwrap_or_else(|_| usage("--threads takes a number"))
+            }
+            "--ops" => {
+                a.ops = val()
+                    .parse()
+                    .unwrap_or_else(|_| usage("--ops takes a number"))
+            }
             "--service" => a.service = val(),
             "--kinds" => a.kinds = val().split(',').map(String::from).collect(),
-            "--rate" => a.rate = val().parse().unwrap_or_else(|_| usage("--rate takes a number")),
-            "--hold-ms" => a.hold_ms = val().parse().unwrap_or_else(|_| usage("--hold-ms takes a number")),
+            "--rate" => {
+                a.rate = val()
+                    .parse()
+                    .unwrap_or_else(|_| usage("--rate takes a number"))
+            }
+            "--hold-ms" => {
+                a.hold_ms = val()
+                    .parse()
+                    .unwrap_or_else(|_| usage("--hold-ms takes a number"))
+            }
             "-h" | "--help" => usage("help"),
             other => usage(&format!("unknown argument {other}")),
         }
@@ -97,13 +118,30 @@ fn main() {
         std::process::exit(1);
     }
     let has = |k: &str| args.kinds.iter().any(|x| x == k);
-    let (counter, gauge, histogram, span, logk, business) =
-        (has("counter"), has("gauge"), has("histogram"), has("span"), has("log"), has("business"));
-    let ops_vec = CounterVec::new("loadgen_ops", "Loadgen iterations", &["thread"]).expect("register");
+    let (counter, gauge, histogram, span, logk, business) = (
+        has("counter"),
+        has("gauge"),
+        has("histogram"),
+        has("span"),
+        has("log"),
+        has("business"),
+    );
+    let ops_vec =
+        CounterVec::new("loadgen_ops", "Loadgen iterations", &["thread"]).expect("register");
     let bytes = Counter::new("loadgen_bytes", "Loadgen bytes").expect("register");
-    let progress =
-        GaugeVec::new("loadgen_progress", "Iterations committed", &["thread"], GaugeMode::All).expect("register");
-    let hist = Histogram::new("loadgen_latency_seconds", "Loadgen latency", &[0.001, 0.01, 0.1, 1.0]).expect("register");
+    let progress = GaugeVec::new(
+        "loadgen_progress",
+        "Iterations committed",
+        &["thread"],
+        GaugeMode::All,
+    )
+    .expect("register");
+    let hist = Histogram::new(
+        "loadgen_latency_seconds",
+        "Loadgen latency",
+        &[0.001, 0.01, 0.1, 1.0],
+    )
+    .expect("register");
     let span_name = Symbol::intern("loadgen.op");
     let attr_key = Symbol::intern("loadgen.iteration");
     let k_user = Symbol::intern("user_id");
@@ -162,7 +200,14 @@ fn main() {
                             r.spans += 1;
                         }
                         if logk {
-                            log(Level::Info, "loadgen iteration", &[(k_user, Value::I64(i as i64)), (k_path, Value::Str("/users"))]);
+                            log(
+                                Level::Info,
+                                "loadgen iteration",
+                                &[
+                                    (k_user, Value::I64(i as i64)),
+                                    (k_path, Value::Str("/users")),
+                                ],
+                            );
                             r.logs += 1;
                         }
                         if business {
@@ -179,7 +224,10 @@ fn main() {
                 .expect("spawn thread")
         })
         .collect();
-    let results: Vec<ThreadResult> = handles.into_iter().map(|h| h.join().expect("thread panicked")).collect();
+    let results: Vec<ThreadResult> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread panicked"))
+        .collect();
     let elapsed = start.elapsed();
     let sum = |f: fn(&ThreadResult) -> u64| results.iter().map(f).sum::<u64>();
     let hist_sum: f64 = results.iter().map(|r| r.hist_sum).sum();
