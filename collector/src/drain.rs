@@ -387,7 +387,26 @@ impl Drainer {
                 let grace = p
                     .dead_since
                     .is_none_or(|t| now.duration_since(t) >= self.opts.dead_grace);
-                if drained && grace {
+                // A ring created just before the process died may not be discovered yet:
+                // never remove files we have not drained. Rescan first.
+                let unknown = drained && grace && {
+                    let known: HashSet<&Path> = p
+                        .rings
+                        .iter()
+                        .map(|r| r.reader.region().path())
+                        .chain(p.table_path.as_deref())
+                        .collect();
+                    scan_dir(&self.opts.dir).is_ok_and(|entries| {
+                        entries.iter().any(|e| {
+                            e.name.process() == (p.pid, p.start)
+                                && !known.contains(e.path.as_path())
+                                && !self.rejected.contains(&e.path)
+                        })
+                    })
+                };
+                if unknown {
+                    self.last_discover = None;
+                } else if drained && grace {
                     agg.mark_dead(p.pid, p.start);
                     for r in &p.rings {
                         let _ = std::fs::remove_file(r.reader.region().path());
