@@ -579,6 +579,17 @@ fn new_proc(pid: u32, start: u64) -> ProcState {
 }
 
 fn remove_process_files(dir: &Path, pid: u32, start: u64, rejected: &mut HashSet<PathBuf>) {
+    // Files the writer was creating when it died (`.<name>.tmp`, see RegionFile::create).
+    let prefix = format!(".{pid}-{start}");
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(&prefix) && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     if let Ok(entries) = scan_dir(dir) {
         for e in entries {
             if e.name.process() == (pid, start) {
