@@ -36,7 +36,9 @@ impl ClockAnchor {
         }
         let delta = ticks as i128 - self.ticks as i128;
         let ns = delta as f64 * 1e9 / self.ticks_per_sec;
-        (self.wall_ns as i128 + ns as i128).clamp(0, u64::MAX as i128) as u64
+        (self.wall_ns as i128)
+            .saturating_add(ns as i128)
+            .clamp(0, u64::MAX as i128) as u64
     }
 }
 

@@ -159,8 +159,11 @@ pub struct WriterBlock {
     pub dropped_metric_updates: u64,
     /// 1 once the writer thread has exited and will never write again.
     pub closed: u64,
+    /// One more than the highest series id whose overflow slot was ever written (0: none).
+    /// Readers need not look at slots at or above it.
+    pub overflow_high_water: u64,
     /// Reserved, zero.
-    pub reserved: [u64; 9],
+    pub reserved: [u64; 8],
 }
 
 /// The reader block of a ring file, at [`READER_BLOCK_OFFSET`] (128 bytes). Only the collector

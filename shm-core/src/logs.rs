@@ -190,9 +190,9 @@ pub fn log_with_caller(
     with_thread(|st| {
         let ctx = st.span.current();
         let batch = st.batch_depth != 0;
-        let corr_len = st.correlation.len;
-        let corr = st.correlation.buf;
-        let Some(ring) = st.ring() else { return };
+        let corr = st.correlation.get();
+        let corr_len = corr.len();
+        let Some(ring) = st.slot.get() else { return };
         let mut flags = 0u8;
         let mut msg_len = floor_char_boundary(message, max_msg);
         let fixed = FRAME_HEADER_SIZE + std::mem::size_of::<LogRecord>();
@@ -229,7 +229,7 @@ pub fn log_with_caller(
         ring.put(off, at, bytemuck::bytes_of(&rec));
         at += std::mem::size_of::<LogRecord>();
         ring.put(off, at, &message.as_bytes()[..msg_len]);
-        ring.put(off, at + msg_len, &corr[..corr_len]);
+        ring.put(off, at + msg_len, corr);
         let pad = align8(msg_len + corr_len) - (msg_len + corr_len);
         ring.put(off, at + msg_len + corr_len, &[0u8; 8][..pad]);
         at += align8(msg_len + corr_len);

@@ -175,7 +175,8 @@ impl LabelCache {
 
 #[inline(always)]
 fn hash_labels(family: u32, values: &[&str]) -> u64 {
-    // FxHash-style: rotate, xor, multiply, 8 bytes at a time.
+    // FxHash-style mixing (rotate, xor, multiply) over 8-byte words; the last partial word is
+    // read wyhash-style with fixed-size loads, never through a variable-length copy.
     const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
     let mut h = (family as u64).wrapping_mul(K);
     for v in values {
@@ -185,11 +186,17 @@ fn hash_labels(family: u32, values: &[&str]) -> u64 {
             let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
             h = (h.rotate_left(5) ^ w).wrapping_mul(K);
         }
-        let mut tail = [0u8; 8];
         let r = chunks.remainder();
-        tail[..r.len()].copy_from_slice(r);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(tail) ^ ((b.len() as u64) << 56))
-            .wrapping_mul(K);
+        let tail = match r.len() {
+            0 => 0,
+            1..=3 => (r[0] as u64) | (r[r.len() / 2] as u64) << 8 | (r[r.len() - 1] as u64) << 16,
+            n => {
+                let lo = u32::from_le_bytes(r[..4].try_into().expect("4 bytes")) as u64;
+                let hi = u32::from_le_bytes(r[n - 4..].try_into().expect("4 bytes")) as u64;
+                lo | hi << 32
+            }
+        };
+        h = (h.rotate_left(5) ^ tail ^ ((b.len() as u64) << 56)).wrapping_mul(K);
     }
     h
 }

@@ -454,7 +454,11 @@ impl RingReader {
     /// Read every overflow slot that was ever written; `f(series, value)`.
     pub fn read_slots(&self, mut f: impl FnMut(u32, SlotValue)) {
         let h = self.region.header();
-        let n = h.overflow_slots.min(MAX_OVERFLOW_SLOTS);
+        // Only slots below the writer's high-water mark were ever written. The mark is raised
+        // before the slot is written and the slot's own seq tells whether it holds anything, so
+        // a mark read before a concurrent slot write merely defers that slot to the next read.
+        let high_water = self.region.load_u64(WRITER_BLOCK_OFFSET + 56);
+        let n = h.overflow_slots.min(MAX_OVERFLOW_SLOTS).min(high_water);
         let base = h.overflow_offset as usize;
         for i in 0..n as usize {
             let off = base + i * 32;

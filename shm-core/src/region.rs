@@ -105,6 +105,21 @@ pub enum RegionName {
 impl RegionName {
     /// Parse a file name; `None` for files that are not regions.
     pub fn parse(name: &str) -> Option<RegionName> {
+        let r = Self::parse_loose(name)?;
+        // Only canonical spellings (no sign, no leading zeros) are region names.
+        let canonical = match &r {
+            RegionName::Table { pid, start } => format!("{pid}-{start}.table"),
+            RegionName::Ring {
+                pid,
+                start,
+                tid,
+                seq,
+            } => format!("{pid}-{start}-{tid}-{seq}.ring"),
+        };
+        (canonical == name).then_some(r)
+    }
+
+    fn parse_loose(name: &str) -> Option<RegionName> {
         if let Some(stem) = name.strip_suffix(".table") {
             let (pid, start) = stem.split_once('-')?;
             return Some(RegionName::Table {
@@ -369,7 +384,7 @@ impl RegionFile {
         let file = OpenOptions::new()
             .read(true)
             .write(writable)
-            .custom_flags(libc::O_NOFOLLOW)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(path)?;
         Self::from_file(file, path, writable)
     }

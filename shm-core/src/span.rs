@@ -356,9 +356,8 @@ fn detached(name: Symbol) -> Span {
 
 fn write_attr(span_id: [u8; 8], event_seq: u16, key: Symbol, value: Value<'_>) -> bool {
     let (vtype, inline, bytes) = value.encode();
-    let len = FRAME_HEADER_SIZE + 16 + 16 + bytes.len();
+    let len = FRAME_HEADER_SIZE + 32 + align8(bytes.len());
     with_thread(|st| {
-        let batch = st.batch_depth != 0;
         let Some(ring) = st.ring() else { return false };
         let Some(off) = ring.claim(KIND_SPAN_ATTR, 0, len) else {
             return false;
@@ -377,9 +376,10 @@ fn write_attr(span_id: [u8; 8], event_seq: u16, key: Symbol, value: Value<'_>) -
         };
         ring.put(off, FRAME_HEADER_SIZE + 16, bytemuck::bytes_of(&tv));
         ring.put(off, FRAME_HEADER_SIZE + 32, bytes);
-        if !batch {
-            ring.commit();
-        }
+        let pad = align8(bytes.len()) - bytes.len();
+        ring.put(off, FRAME_HEADER_SIZE + 32 + bytes.len(), &[0u8; 8][..pad]);
+        // Not committed here: the span's own frame (or any later record on this thread)
+        // publishes it, so a span with attributes costs one release store, not one per frame.
         true
     })
     .unwrap_or(false)

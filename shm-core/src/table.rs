@@ -179,6 +179,12 @@ impl Process {
             let v: Vec<&str> = values.iter().map(|s| s.as_str()).collect();
             entries.push((ENTRY_SERIES, id, encode_series(&v), 0, 0, *family));
         }
+        for (family, &id) in &self.overflow_series {
+            if let Some(f) = self.families.values().find(|f| f.id == *family) {
+                let v: Vec<&str> = f.labels.iter().map(|_| OVERFLOW_LABEL_VALUE).collect();
+                entries.push((ENTRY_SERIES, id, encode_series(&v), 0, 0, *family));
+            }
+        }
         entries.sort_by_key(|e| (e.0, e.1));
         for (kind, id, payload, sub, mode, parent) in entries {
             table.append(kind, id, sub, mode, parent, &payload)?;

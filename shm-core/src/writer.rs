@@ -120,6 +120,14 @@ impl ThreadRing {
     #[inline(always)]
     fn slot(&self, series: u32) -> Option<&OverflowSlot> {
         if (series as u64) < self.nslots {
+            let hw = self.region.atomic_u64(WRITER_BLOCK_OFFSET + 56);
+            // Ordering: Relaxed load (we are its only writer); Release store, made before the
+            // slot itself is written. A reader that misses the new mark misses only a slot whose
+            // update it would also have missed; the writer bumps `coalesced` after the slot
+            // update, so the reader scans again with the mark in view.
+            if series as u64 + 1 > hw.load(Ordering::Relaxed) {
+                hw.store(series as u64 + 1, Ordering::Release);
+            }
             // SAFETY: series < nslots and the slot array lies within the mapping (validated at
             // creation); only this thread writes the slots.
             Some(unsafe { &*self.slots.add(series as usize) })
@@ -142,42 +150,36 @@ impl Drop for ThreadRing {
     }
 }
 
-pub(crate) struct ThreadState {
-    pub ring: Option<ThreadRing>,
+/// This thread's ring and whether creating it failed, apart from the rest of the thread state so
+/// that recording code can borrow the ring and other fields (the correlation id) at once.
+pub(crate) struct RingSlot {
+    ring: Option<ThreadRing>,
     /// Generation for which ring creation failed (do not retry until a fork).
     failed_generation: u64,
-    pub batch_depth: u32,
-    pub span: crate::span::ThreadSpans,
-    pub correlation: crate::logs::Correlation,
-    pub label_cache: crate::metrics::LabelCache,
 }
 
-impl ThreadState {
+impl RingSlot {
     const fn new() -> Self {
-        ThreadState {
+        RingSlot {
             ring: None,
             failed_generation: 0,
-            batch_depth: 0,
-            span: crate::span::ThreadSpans::new(),
-            correlation: crate::logs::Correlation::new(),
-            label_cache: crate::metrics::LabelCache::new(),
         }
     }
 
     /// This thread's ring, creating it on first use or after a fork.
     #[inline(always)]
-    pub(crate) fn ring(&mut self) -> Option<&mut ThreadRing> {
+    pub(crate) fn get(&mut self) -> Option<&mut ThreadRing> {
         // Ordering: Relaxed: see `fork_child`.
         let generation = GENERATION.load(Ordering::Relaxed);
         match self.ring {
             Some(ref r) if r.generation == generation => self.ring.as_mut(),
-            _ => self.create_ring(generation),
+            _ => self.create(generation),
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn create_ring(&mut self, generation: u64) -> Option<&mut ThreadRing> {
+    fn create(&mut self, generation: u64) -> Option<&mut ThreadRing> {
         if let Some(mut old) = self.ring.take() {
             // A ring inherited across fork belongs to the parent: never write to it again.
             old.inherited = true;
@@ -201,6 +203,32 @@ impl ThreadState {
                 None
             }
         }
+    }
+}
+
+pub(crate) struct ThreadState {
+    pub slot: RingSlot,
+    pub batch_depth: u32,
+    pub span: crate::span::ThreadSpans,
+    pub correlation: crate::logs::Correlation,
+    pub label_cache: crate::metrics::LabelCache,
+}
+
+impl ThreadState {
+    const fn new() -> Self {
+        ThreadState {
+            slot: RingSlot::new(),
+            batch_depth: 0,
+            span: crate::span::ThreadSpans::new(),
+            correlation: crate::logs::Correlation::new(),
+            label_cache: crate::metrics::LabelCache::new(),
+        }
+    }
+
+    /// This thread's ring, creating it on first use or after a fork.
+    #[inline(always)]
+    pub(crate) fn ring(&mut self) -> Option<&mut ThreadRing> {
+        self.slot.get()
     }
 }
 
@@ -358,17 +386,24 @@ fn atomic_field(field: &u64) -> &AtomicU64 {
 /// store), so a reader — or a crash — sees all of them or none. Overflow slots are not part of
 /// the batch.
 pub fn batch<R>(f: impl FnOnce() -> R) -> R {
-    with_thread(|st| st.batch_depth += 1);
-    let r = f();
-    with_thread(|st| {
-        st.batch_depth -= 1;
-        if st.batch_depth == 0 {
-            if let Some(ring) = st.ring() {
-                ring.commit();
-            }
+    /// Ends the batch even if `f` panics (a caught panic must not leave the thread unable to
+    /// commit for ever).
+    struct EndBatch;
+    impl Drop for EndBatch {
+        fn drop(&mut self) {
+            with_thread(|st| {
+                st.batch_depth = st.batch_depth.saturating_sub(1);
+                if st.batch_depth == 0 {
+                    if let Some(ring) = st.ring() {
+                        ring.commit();
+                    }
+                }
+            });
         }
-    });
-    r
+    }
+    with_thread(|st| st.batch_depth += 1);
+    let _end = EndBatch;
+    f()
 }
 
 /// What this thread's ring recorded about itself (for tests and loadgen).
