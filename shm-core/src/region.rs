@@ -313,13 +313,17 @@ impl RegionFile {
             let data_offset = TABLE_DATA_OFFSET as u64;
             (data_offset, 0, data_offset + p.data_capacity)
         };
+        // Created under a name readers ignore, completed, then renamed into place: a reader
+        // never sees a file with a region name whose header is still being written.
         let path = p.dir.join(p.name);
+        let tmp = p.dir.join(format!(".{}.tmp", p.name));
+        let _ = std::fs::remove_file(&tmp);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .mode(p.mode)
-            .open(&path)?;
+            .open(&tmp)?;
         file.set_len(size)?;
         let map = MmapOptions::new().len(size as usize).map_raw(&file)?;
         let header = RegionHeader {
@@ -366,6 +370,10 @@ impl RegionFile {
         region
             .version_atomic()
             .store(LAYOUT_VERSION, StdOrdering::Release);
+        if let Err(e) = std::fs::rename(&tmp, &region.path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
         let mut h = region.header;
         h.layout_version = LAYOUT_VERSION;
         Ok(RegionFile {
