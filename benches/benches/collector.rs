@@ -1,0 +1,502 @@
+//! Collector benchmarks: draining, scraping, and the collector process's memory and idle CPU.
+//!
+//! - `collector_drain/*`: records per second through the collector's own drain loop
+//!   (`shmtel_collector::drain::Drainer::pass`: read, decode, resolve, aggregate). A writer
+//!   thread (on the other core, as in a deployment) fills its ring with 30,000 records, untimed;
+//!   then this thread times `pass()` until all of them are applied. One criterion "iteration" is
+//!   one record, so criterion prints the rate as elements per second. Target: ≥ 50 M metric
+//!   records/s on one core (≤ 20 ns per record).
+//! - `collector_scrape/*`: what one `GET /metrics` costs the collector with 10,000 series
+//!   (8 counter families × 1,000, a gauge family × 1,000, a histogram family × 1,000 with 11
+//!   buckets): `Aggregator::snapshot` then the Prometheus text or OpenMetrics renderer, plus the
+//!   snapshot alone. Target: render 10,000 series ≤ 10 ms.
+//! - Not criterion: the real daemon (`shmtel_collector::collect::run`, in a child process)
+//!   drains 64 writer threads' rings (another child process, 10,000 series, every ring wrapped
+//!   twice); its resident memory is then read from `/proc`, and its CPU time over 10 idle
+//!   seconds. Targets: RSS < 100 MB, idle CPU < 1% of a core. Printed, and written to
+//!   `target/criterion/shmtel_collector_process.json` for `report.py`.
+//!
+//! This binary plays three roles, chosen by `SHMTEL_BENCH_ROLE`: the benchmark (unset), the
+//! collector daemon (`collector`) and the 64-thread writer process (`writers`).
+
+// `criterion_group!` expands to an undocumented `pub fn`.
+#![allow(missing_docs)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, Criterion, Throughput};
+use parking_lot::Mutex;
+use shmtel_benches::WorkerThreads;
+use shmtel_collector::aggregate::{Aggregator, Overrides};
+use shmtel_collector::drain::{DrainOptions, Drainer, SelfStats};
+use shmtel_collector::exposition::{render_openmetrics, render_prometheus};
+use shmtel_core::{CounterVec, GaugeMode, GaugeVec, HistogramVec};
+
+/// Records per fill in the drain benchmark: 30,000 records of at most 32 bytes (a gauge set;
+/// a counter add or a histogram observation is 24) take 960 KB and fit a 1 MiB ring.
+const FILL: u64 = 30_000;
+/// Writer threads (and so rings) of the process measurement.
+const WRITER_THREADS: usize = 64;
+/// Series of the scrape benchmark and of the process measurement.
+const SERIES: usize = 10_000;
+/// Environment variable selecting this binary's role.
+const ROLE: &str = "SHMTEL_BENCH_ROLE";
+/// Environment variable carrying the region directory to the child processes.
+const DIR: &str = "SHMTEL_BENCH_DIR";
+
+/// Initialises shmtel in this process with its regions in `dir` (default ring size, 1 MiB).
+fn init_shmtel(dir: &Path) {
+    shmtel_core::init(shmtel_core::Config {
+        dir: Some(dir.to_path_buf()),
+        service: "shmtel-bench".into(),
+        max_series: 2 * SERIES,
+        ..Default::default()
+    })
+    .expect("initialise shmtel");
+}
+
+fn new_drainer(dir: &Path) -> (Drainer, Arc<Mutex<Aggregator>>) {
+    let agg = Arc::new(Mutex::new(Aggregator::new(
+        Overrides::default(),
+        10 * SERIES,
+    )));
+    let stats = Arc::new(Mutex::new(SelfStats::default()));
+    let drainer = Drainer::new(
+        DrainOptions::new(dir.to_path_buf()),
+        agg.clone(),
+        stats,
+        Default::default(),
+    );
+    (drainer, agg)
+}
+
+/// The 10,000 series of the scrape benchmark and of the process measurement, registered in this
+/// process; `record(i)` records once into series `i`.
+struct SeriesSet {
+    counters: Vec<CounterVec>,
+    gauge: GaugeVec,
+    histogram: HistogramVec,
+}
+
+const ROUTES_PER_FAMILY: usize = 1_000;
+
+impl SeriesSet {
+    fn register() -> SeriesSet {
+        let labels = ["method", "route", "status"];
+        let counters = (0..8)
+            .map(|f| {
+                CounterVec::new(&format!("bench_requests_{f}"), "Requests.", &labels)
+                    .expect("register counter family")
+            })
+            .collect();
+        let gauge = GaugeVec::new("bench_in_flight", "In flight.", &labels, GaugeMode::LiveSum)
+            .expect("register gauge family");
+        let histogram = HistogramVec::new(
+            "bench_latency_seconds",
+            "Latency.",
+            &labels,
+            &[
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        )
+        .expect("register histogram family");
+        SeriesSet {
+            counters,
+            gauge,
+            histogram,
+        }
+    }
+
+    /// Records into series `i` (0..SERIES) with value `v`.
+    fn record(&self, i: usize, v: f64) {
+        let family = i / ROUTES_PER_FAMILY;
+        let route = format!("/r/{}", i % ROUTES_PER_FAMILY);
+        let values = ["GET", route.as_str(), "200"];
+        match family {
+            0..=7 => self.counters[family].with_label_values(&values).add(v),
+            8 => self.gauge.with_label_values(&values).set(v),
+            _ => self
+                .histogram
+                .with_label_values(&values)
+                .observe(v / 1000.0),
+        }
+    }
+}
+
+fn scrape(c: &mut Criterion, dir: &Path) {
+    let set = SeriesSet::register();
+    for i in 0..SERIES {
+        set.record(i, (i % 97) as f64);
+    }
+    let (mut drainer, agg) = new_drainer(dir);
+    drainer.drain_everything();
+    let series = agg.lock().series_count();
+    assert!(
+        series >= SERIES,
+        "the aggregator holds {series} series, expected {SERIES}"
+    );
+
+    let mut group = c.benchmark_group("collector_scrape");
+    group.sample_size(30);
+    group.bench_function("snapshot_10k", |b| b.iter(|| agg.lock().snapshot()));
+    let mut out = String::new();
+    group.bench_function("scrape_prometheus_10k", |b| {
+        b.iter(|| {
+            let families = agg.lock().snapshot();
+            out.clear();
+            render_prometheus(&families, &mut out);
+            out.len()
+        })
+    });
+    eprintln!(
+        "collector_scrape: {series} series, Prometheus text body {} bytes",
+        out.len()
+    );
+    group.bench_function("scrape_openmetrics_10k", |b| {
+        b.iter(|| {
+            let families = agg.lock().snapshot();
+            out.clear();
+            render_openmetrics(&families, &mut out);
+            out.len()
+        })
+    });
+    group.finish();
+}
+
+fn drain(c: &mut Criterion, dir: &Path) {
+    let mut group = c.benchmark_group("collector_drain");
+    group.throughput(Throughput::Elements(1));
+
+    // Counter records over 100 series, and a mix of counter adds, gauge sets and histogram
+    // observations over the same 100 label sets.
+    for (name, mixed) in [("counter_records", false), ("mixed_metric_records", true)] {
+        let writer = WorkerThreads::new(1, move |_| {
+            let family = CounterVec::new("bench_drain_ops", "Ops.", &["n"]).expect("register");
+            let gauges = GaugeVec::new("bench_drain_level", "Level.", &["n"], GaugeMode::All)
+                .expect("register");
+            let hists = HistogramVec::new("bench_drain_seconds", "Seconds.", &["n"], &[])
+                .expect("register");
+            let labels: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+            let counters: Vec<_> = labels
+                .iter()
+                .map(|l| family.with_label_values(&[l]))
+                .collect();
+            let gauges: Vec<_> = labels
+                .iter()
+                .map(|l| gauges.with_label_values(&[l]))
+                .collect();
+            let hists: Vec<_> = labels
+                .iter()
+                .map(|l| hists.with_label_values(&[l]))
+                .collect();
+            move |n| {
+                let start = Instant::now();
+                for i in 0..n as usize {
+                    let s = i % 100;
+                    match (mixed, i % 3) {
+                        (false, _) | (true, 0) => counters[s].inc(),
+                        (true, 1) => gauges[s].set(i as f64),
+                        (true, _) => hists[s].observe(0.001 * s as f64),
+                    }
+                }
+                start.elapsed()
+            }
+        });
+        let (mut drainer, _agg) = new_drainer(dir);
+        drainer.drain_everything(); // discovers the writer's ring and the table
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let n = left.min(FILL);
+                    writer.run(n);
+                    let start = Instant::now();
+                    let mut applied = 0u64;
+                    while applied < n {
+                        let k = drainer.pass() as u64;
+                        if k == 0 {
+                            break;
+                        }
+                        applied += k;
+                    }
+                    timed += start.elapsed();
+                    assert_eq!(
+                        applied, n,
+                        "{name}: the drain applied {applied} of {n} records"
+                    );
+                    left -= n;
+                }
+                timed
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Resident and CPU figures of the collector process, from `/proc/<pid>`.
+struct ProcFigures {
+    vm_rss_kb: u64,
+    vm_hwm_kb: u64,
+    rss_anon_kb: u64,
+    rss_file_kb: u64,
+    rss_shmem_kb: u64,
+}
+
+fn proc_status(pid: u32) -> ProcFigures {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    ProcFigures {
+        vm_rss_kb: field("VmRSS:"),
+        vm_hwm_kb: field("VmHWM:"),
+        rss_anon_kb: field("RssAnon:"),
+        rss_file_kb: field("RssFile:"),
+        rss_shmem_kb: field("RssShmem:"),
+    }
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks as f64 / hz
+}
+
+/// Whether every ring in `dir` has been consumed up to its head.
+fn all_drained(dir: &Path) -> bool {
+    let Ok(entries) = shmtel_core::reader::scan_dir(dir) else {
+        return false;
+    };
+    entries
+        .iter()
+        .filter(|e| matches!(e.name, shmtel_core::region::RegionName::Ring { .. }))
+        .all(
+            |e| match shmtel_core::reader::RingReader::open(&e.path, false) {
+                Ok(r) => {
+                    let s = r.stats();
+                    s.head == s.tail
+                }
+                Err(_) => true,
+            },
+        )
+}
+
+/// Runs the daemon and the 64-thread writer as child processes; measures the daemon.
+fn process_measurement() -> serde_json::Value {
+    let dir = shmtel_benches::region_dir().expect("create a region directory");
+    let exe = std::env::current_exe().expect("current executable");
+    let mut collector = Command::new(&exe)
+        .env(ROLE, "collector")
+        .env(DIR, dir.path())
+        .env_remove("SHMTEL_CONFIG")
+        .env_remove("SHMTEL_LISTEN")
+        .env_remove("SHMTEL_STATE_FILE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the collector child");
+    let collector_pid = collector.id();
+    let mut writers = Command::new(&exe)
+        .env(ROLE, "writers")
+        .env(DIR, dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the writer child");
+    let mut line = String::new();
+    BufReader::new(writers.stdout.take().expect("writer stdout"))
+        .read_line(&mut line)
+        .expect("read the writer's report");
+    let written: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_default();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !all_drained(dir.path()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let drained = all_drained(dir.path());
+    // Let the drain loop settle into its idle polling before measuring.
+    std::thread::sleep(Duration::from_secs(2));
+    let mem = proc_status(collector_pid);
+    let idle_window = Duration::from_secs(10);
+    let cpu_before = cpu_seconds(collector_pid);
+    std::thread::sleep(idle_window);
+    let cpu_idle = (cpu_seconds(collector_pid) - cpu_before) / idle_window.as_secs_f64();
+
+    // Closing the writer's stdin lets it exit; SIGTERM makes the daemon drain, save and exit.
+    drop(writers.stdin.take());
+    let _ = writers.wait();
+    // SAFETY: kill has no memory preconditions; the pid is our own child's, not yet reaped.
+    unsafe { libc::kill(collector_pid as libc::pid_t, libc::SIGTERM) };
+    let _ = collector.wait();
+    drop(dir);
+
+    let result = serde_json::json!({
+        "writer_threads": WRITER_THREADS,
+        "series": SERIES,
+        "written": written,
+        "drained_before_measuring": drained,
+        "vm_rss_kb": mem.vm_rss_kb,
+        "vm_hwm_kb": mem.vm_hwm_kb,
+        "rss_anon_kb": mem.rss_anon_kb,
+        "rss_file_kb": mem.rss_file_kb,
+        "rss_shmem_kb": mem.rss_shmem_kb,
+        "idle_cpu_fraction_of_a_core": cpu_idle,
+        "idle_window_seconds": idle_window.as_secs_f64(),
+    });
+    eprintln!("collector process: {result}");
+    result
+}
+
+/// Role `collector`: the real daemon on the given directory, on an ephemeral loopback port.
+fn run_collector(dir: PathBuf) -> i32 {
+    let args = shmtel_collector::config::CollectArgs {
+        dir: Some(dir.clone()),
+        listen: Some("127.0.0.1:0".parse().expect("loopback address")),
+        state_file: Some(dir.join(".collector-state.json")),
+        ..Default::default()
+    };
+    shmtel_collector::collect::run(&args)
+}
+
+/// Role `writers`: 64 threads record into the 10,000 series until each ring has wrapped twice,
+/// then report on stdout and stay alive (their rings stay live) until stdin closes.
+fn run_writers(dir: PathBuf) -> i32 {
+    // Default settings (1 MiB rings, 10,000 series per process): what a deployment has, and what
+    // sizes each ring's overflow-slot array, which the collector maps too.
+    shmtel_core::init(shmtel_core::Config {
+        dir: Some(dir),
+        service: "shmtel-bench-writers".into(),
+        ..Default::default()
+    })
+    .expect("initialise shmtel");
+    let set = Arc::new(SeriesSet::register());
+    for i in 0..SERIES {
+        set.record(i, 1.0);
+    }
+    // 2 MiB of 24-to-32-byte records per thread: every 1 MiB ring wraps twice.
+    let per_thread = 2 * (1 << 20) / 24;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let (exit_tx, exit_rx) = std::sync::mpsc::channel::<()>();
+    let exit_rx = Arc::new(std::sync::Mutex::new(exit_rx));
+    let mut handles = Vec::new();
+    for t in 0..WRITER_THREADS {
+        let set = Arc::clone(&set);
+        let done_tx = done_tx.clone();
+        let exit_rx = Arc::clone(&exit_rx);
+        handles.push(std::thread::spawn(move || {
+            // Handles looked up once: the cost measured here is the collector's, not ours.
+            let mine: Vec<usize> = (t..SERIES).step_by(WRITER_THREADS).collect();
+            for k in 0..per_thread {
+                set.record(mine[k % mine.len()], 1.0);
+                if k % 4096 == 0 {
+                    // Leave the collector room: this measures its memory, not our drop path.
+                    std::thread::yield_now();
+                }
+            }
+            let stats = shmtel_core::flush_stats();
+            done_tx.send(stats).expect("report");
+            // Stay alive (ring open) until the parent closes our stdin.
+            let _ = exit_rx.lock().map(|rx| rx.recv());
+        }));
+    }
+    drop(done_tx);
+    let stats: Vec<_> = done_rx.iter().take(WRITER_THREADS).collect();
+    let coalesced: u64 = stats.iter().map(|s| s.coalesced).sum();
+    let dropped: u64 = stats
+        .iter()
+        .map(|s| s.dropped_other + s.dropped_metric)
+        .sum();
+    let report = serde_json::json!({
+        "records": per_thread * WRITER_THREADS,
+        "coalesced": coalesced,
+        "dropped": dropped,
+    });
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "{report}");
+    let _ = stdout.flush();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    for _ in 0..WRITER_THREADS {
+        let _ = exit_tx.send(());
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    0
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+fn output_dir() -> PathBuf {
+    std::env::var_os("CRITERION_HOME")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("criterion"))
+        })
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"))
+}
+
+fn collector_benches(c: &mut Criterion) {
+    let dir = shmtel_benches::region_dir().expect("create a region directory");
+    init_shmtel(dir.path());
+    scrape(c, dir.path());
+    drain(c, dir.path());
+}
+
+criterion_group! {
+    name = collector;
+    config = config();
+    targets = collector_benches
+}
+
+fn main() {
+    match std::env::var(ROLE).as_deref() {
+        Ok("collector") => std::process::exit(run_collector(PathBuf::from(
+            std::env::var_os(DIR).expect("SHMTEL_BENCH_DIR"),
+        ))),
+        Ok("writers") => std::process::exit(run_writers(PathBuf::from(
+            std::env::var_os(DIR).expect("SHMTEL_BENCH_DIR"),
+        ))),
+        _ => {}
+    }
+    collector();
+    // The process measurement takes ~15 s and is no criterion benchmark: run it under
+    // `cargo bench` (which passes `--bench`; `cargo test --benches` does not), unless the run is
+    // filtered to other benchmarks (`cargo bench -- collector_drain`) or only lists them.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let benching = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--list");
+    let filtered = args.iter().any(|a| !a.starts_with('-'));
+    if benching && (!filtered || args.iter().any(|a| a == "collector_process")) {
+        let result = process_measurement();
+        let dir = output_dir();
+        let path = dir.join("shmtel_collector_process.json");
+        let text = serde_json::to_string_pretty(&result).expect("serialise");
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, text)) {
+            eprintln!("cannot write {}: {e}", path.display());
+        }
+    }
+    Criterion::default().configure_from_args().final_summary();
+}
