@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use shmtel_core::clock::ClockAnchor;
-use shmtel_core::reader::{scan_dir, AttrValue, DecodeError, Record, RingReader, TableReader};
+use shmtel_core::reader::{
+    scan_dir, AttrValue, DecodeError, Record, RingReader, RingStats, TableReader,
+};
 use shmtel_core::region::{process_alive, RegionError, RegionName};
 
 use crate::aggregate::{Aggregator, ResolveError, StoredExemplar};
@@ -154,6 +156,9 @@ struct RingState {
     anchor: ClockAnchor,
     saved: RingSaved,
     broken: bool,
+    /// Positions and counters read at the start of the last pass. Once `closed` (or the writer
+    /// is dead) `head` is final, so these tell whether the ring is fully drained.
+    last: RingStats,
 }
 
 struct ProcState {
@@ -334,6 +339,7 @@ impl Drainer {
                     continue;
                 }
                 let st = r.reader.stats();
+                r.last = st;
                 backlog = backlog.max(st.head.saturating_sub(r.reader.position()));
                 work += drain_ring(
                     r,
@@ -352,6 +358,7 @@ impl Drainer {
                 );
                 work += account_ring(
                     r,
+                    st,
                     (p.pid, p.start, &p.service),
                     &mut p.table,
                     &mut p.local,
@@ -368,8 +375,7 @@ impl Drainer {
             // Closed rings of live threads that are fully drained: remove.
             let mut removed_any = false;
             p.rings.retain(|r| {
-                let st = r.reader.stats();
-                let done = st.closed && r.reader.position() >= st.head;
+                let done = r.last.closed && r.reader.position() >= r.last.head;
                 if done && !r.broken {
                     let _ = std::fs::remove_file(r.reader.region().path());
                     removed_any = true;
@@ -383,7 +389,7 @@ impl Drainer {
                 let drained = p
                     .rings
                     .iter()
-                    .all(|r| r.broken || r.reader.position() >= r.reader.stats().head);
+                    .all(|r| r.broken || r.reader.position() >= r.last.head);
                 let grace = p
                     .dead_since
                     .is_none_or(|t| now.duration_since(t) >= self.opts.dead_grace);
@@ -465,11 +471,22 @@ impl Drainer {
         };
         let present: HashSet<&PathBuf> = entries.iter().map(|e| &e.path).collect();
         self.rejected.retain(|p| present.contains(p));
+        // Everything already open, to skip it in one lookup per file.
+        let open: HashSet<PathBuf> = self
+            .procs
+            .values()
+            .flat_map(|p| {
+                p.rings
+                    .iter()
+                    .map(|r| r.reader.region().path().to_owned())
+                    .chain(p.table_path.clone())
+            })
+            .collect();
         // Tables first, so rings can resolve their series.
-        let mut sorted = entries.clone();
+        let mut sorted = entries;
         sorted.sort_by_key(|e| matches!(e.name, RegionName::Ring { .. }));
         for e in sorted {
-            if self.rejected.contains(&e.path) {
+            if self.rejected.contains(&e.path) || open.contains(&e.path) {
                 continue;
             }
             let (pid, start) = e.name.process();
@@ -530,6 +547,7 @@ impl Drainer {
                             .entry((pid, start))
                             .or_insert_with(|| new_proc(pid, start));
                         p.rings.push(RingState {
+                            last: RingStats::default(),
                             reader,
                             file_name,
                             tid,
@@ -873,6 +891,7 @@ fn reject_ring(r: &mut RingState, e: &str, stats: &mut SelfStats) {
 #[allow(clippy::too_many_arguments)]
 fn account_ring(
     r: &mut RingState,
+    st: RingStats,
     (pid, start, service): (u32, u64, &str),
     table: &mut Option<TableReader>,
     local: &mut Vec<u32>,
@@ -880,7 +899,6 @@ fn account_ring(
     stats: &mut SelfStats,
     final_read: bool,
 ) -> usize {
-    let st = r.reader.stats();
     let drops = [
         st.dropped_spans,
         st.dropped_logs,

@@ -160,9 +160,7 @@ fn put_values(
             value: inline,
         };
         ring.put(off, at, bytemuck::bytes_of(&tv));
-        ring.put(off, at + 16, bytes);
-        let pad = align8(bytes.len()) - bytes.len();
-        ring.put(off, at + 16 + bytes.len(), &[0u8; 8][..pad]);
+        ring.put_padded(off, at + 16, bytes);
         at += 16 + align8(bytes.len());
     }
     at
@@ -228,10 +226,14 @@ pub fn log_with_caller(
         let mut at = FRAME_HEADER_SIZE;
         ring.put(off, at, bytemuck::bytes_of(&rec));
         at += std::mem::size_of::<LogRecord>();
+        if (msg_len + corr_len) % 8 != 0 {
+            // Zero the last word first; the text then overwrites its leading bytes.
+            ring.put(off, at + align8(msg_len + corr_len) - 8, &[0u8; 8]);
+        }
         ring.put(off, at, &message.as_bytes()[..msg_len]);
-        ring.put(off, at + msg_len, corr);
-        let pad = align8(msg_len + corr_len) - (msg_len + corr_len);
-        ring.put(off, at + msg_len + corr_len, &[0u8; 8][..pad]);
+        if corr_len != 0 {
+            ring.put(off, at + msg_len, corr);
+        }
         at += align8(msg_len + corr_len);
         put_values(ring, off, at, &fields[..nfields]);
         if !batch {

@@ -430,13 +430,8 @@ impl Histogram {
     pub fn observe(&self, v: f64) {
         let series = self.series;
         with_thread(|st| {
-            if let Some(ctx) = st.span.current() {
-                let ex = Exemplar {
-                    trace_id: ctx.trace_id,
-                    span_id: ctx.span_id,
-                    ts: crate::clock::now_ticks(),
-                };
-                observe_with(st, series, v, Some(ex));
+            if st.span.has_current() {
+                observe_in_span(st, series, v);
             } else {
                 observe_with(st, series, v, None);
             }
@@ -457,6 +452,18 @@ impl Histogram {
     pub fn series_id(&self) -> u32 {
         self.series
     }
+}
+
+/// The exemplar path, out of line: most observations are made outside a span.
+#[cold]
+#[inline(never)]
+fn observe_in_span(st: &mut crate::writer::ThreadState, series: u32, v: f64) {
+    let ex = st.span.current().map(|ctx| Exemplar {
+        trace_id: ctx.trace_id,
+        span_id: ctx.span_id,
+        ts: crate::clock::now_ticks(),
+    });
+    observe_with(st, series, v, ex);
 }
 
 #[inline(always)]

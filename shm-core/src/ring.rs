@@ -199,6 +199,9 @@ pub struct FrameRef<'a> {
     pub body: &'a [u8],
 }
 
+/// Frame bodies up to this size are copied to the stack by the consumer.
+const SMALL_FRAME_BODY: usize = 64;
+
 /// The consumer side (the collector, or a read-only dump when `commit_tail` is false).
 pub struct Consumer<M: RingMemory> {
     mem: M,
@@ -270,15 +273,22 @@ impl<M: RingMemory> Consumer<M> {
             }
             if header.kind != KIND_PADDING {
                 let body_len = len - FRAME_HEADER_SIZE;
-                self.buf.clear();
-                self.buf.resize(body_len, 0);
+                // Metric frames are small: copy them to the stack, sparing the heap buffer's
+                // zeroing; large frames (logs, attributes) use the reusable buffer.
+                let mut small = [0u8; SMALL_FRAME_BODY];
+                let body: &mut [u8] = if body_len <= SMALL_FRAME_BODY {
+                    &mut small[..body_len]
+                } else {
+                    self.buf.resize(body_len, 0);
+                    &mut self.buf[..body_len]
+                };
                 // SAFETY: idx + len <= idx + step <= cap, checked above.
-                unsafe { self.mem.read(idx + FRAME_HEADER_SIZE, &mut self.buf) };
+                unsafe { self.mem.read(idx + FRAME_HEADER_SIZE, body) };
                 f(FrameRef {
                     position: pos,
                     kind: header.kind,
                     flags: header.flags,
-                    body: &self.buf,
+                    body,
                 });
                 frames += 1;
             }

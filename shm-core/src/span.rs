@@ -97,6 +97,12 @@ impl ThreadSpans {
         self.current
     }
 
+    /// Whether this thread has a current span.
+    #[inline(always)]
+    pub(crate) fn has_current(&self) -> bool {
+        self.current.is_some()
+    }
+
     /// wyrand: a fast non-cryptographic generator, seeded once per thread from the kernel.
     #[inline(always)]
     fn next_u64(&mut self) -> u64 {
@@ -375,9 +381,7 @@ fn write_attr(span_id: [u8; 8], event_seq: u16, key: Symbol, value: Value<'_>) -
             value: inline,
         };
         ring.put(off, FRAME_HEADER_SIZE + 16, bytemuck::bytes_of(&tv));
-        ring.put(off, FRAME_HEADER_SIZE + 32, bytes);
-        let pad = align8(bytes.len()) - bytes.len();
-        ring.put(off, FRAME_HEADER_SIZE + 32 + bytes.len(), &[0u8; 8][..pad]);
+        ring.put_padded(off, FRAME_HEADER_SIZE + 32, bytes);
         // Not committed here: the span's own frame (or any later record on this thread)
         // publishes it, so a span with attributes costs one release store, not one per frame.
         true

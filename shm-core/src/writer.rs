@@ -112,6 +112,19 @@ impl ThreadRing {
         unsafe { self.producer.write(off + at, bytes) };
     }
 
+    /// Write `bytes` at `at` within the frame at `off`, zero-padded to 8 bytes: the last word is
+    /// zeroed with one fixed-size store, then the bytes are copied over its start.
+    #[inline(always)]
+    pub(crate) fn put_padded(&mut self, off: usize, at: usize, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if bytes.len() % 8 != 0 {
+            self.put(off, at + align8(bytes.len()) - 8, &[0u8; 8]);
+        }
+        self.put(off, at, bytes);
+    }
+
     #[inline(always)]
     pub(crate) fn commit(&mut self) {
         self.producer.commit();
