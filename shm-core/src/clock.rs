@@ -34,6 +34,16 @@ impl ClockAnchor {
         {
             return ticks;
         }
+        // Fast path, same result: when every operand is far from the i64 limits, i64 arithmetic
+        // (and an f64 -> i64 truncation, one instruction) equals the i128 formula below, whose
+        // float <-> i128 conversions are library calls. The collector converts every gauge set.
+        const SMALL: u64 = 1 << 62;
+        if ticks < SMALL && self.ticks < SMALL && self.wall_ns < SMALL {
+            let ns = (ticks as i64 - self.ticks as i64) as f64 * 1e9 / self.ticks_per_sec;
+            if ns.abs() < SMALL as f64 {
+                return (self.wall_ns as i64 + ns as i64).max(0) as u64;
+            }
+        }
         let delta = ticks as i128 - self.ticks as i128;
         let ns = delta as f64 * 1e9 / self.ticks_per_sec;
         (self.wall_ns as i128)
