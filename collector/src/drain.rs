@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use shmtel_core::clock::ClockAnchor;
-use shmtel_core::reader::{
-    scan_dir, AttrValue, DecodeError, Record, RingReader, RingStats, TableReader,
-};
+use shmtel_core::reader::{scan_dir, DecodeError, Record, RingReader, RingStats, TableReader};
 use shmtel_core::region::{process_alive, RegionError, RegionName};
 
 use crate::aggregate::{Aggregator, ResolveError, StoredExemplar};
@@ -950,15 +948,4 @@ fn account_ring(
         }
     }
     work
-}
-
-/// Values of an attribute for display, used by tests.
-pub fn attr_to_string(v: &AttrValue<'_>) -> String {
-    match v {
-        AttrValue::Null => "null".into(),
-        AttrValue::Bool(b) => b.to_string(),
-        AttrValue::I64(i) => i.to_string(),
-        AttrValue::F64(f) => f.to_string(),
-        AttrValue::Str(s) | AttrValue::Json(s) => String::from_utf8_lossy(s).into_owned(),
-    }
 }

@@ -38,18 +38,8 @@ impl Symbol {
     }
 }
 
-/// A registered metric family as the writer remembers it.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct FamilyDef {
-    pub id: u32,
-    pub metric_type: u8,
-    pub mode: u8,
-    pub name: String,
-    pub help: String,
-    pub unit: String,
-    pub labels: Vec<String>,
-    pub buckets: Vec<f64>,
-}
+/// A registered metric family as the writer remembers it: the same record a reader decodes.
+pub(crate) type FamilyDef = crate::reader::FamilyInfo;
 
 struct TableFile {
     region: Arc<RegionFile>,
