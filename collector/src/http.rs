@@ -195,6 +195,7 @@ async fn metrics(request: &Request<Incoming>, state: Arc<State>) -> HttpResponse
     let rendered = tokio::task::spawn_blocking(move || {
         let families = state.source.families();
         // Relaxed: only a capacity hint; any recent value will do.
+        // Ordering: Relaxed: a capacity hint; any recent value will do.
         let mut text = String::with_capacity(state.size_hint.load(Ordering::Relaxed));
         let stats = format.render(&families, &mut text);
         drop(families);
