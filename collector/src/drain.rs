@@ -354,6 +354,10 @@ impl Drainer {
                     self.opts.frames_per_ring,
                     self.opts.max_pending_spans,
                 );
+                if !r.broken && r.reader.region().poisoned() {
+                    reject_ring(r, "", &mut stats);
+                    continue;
+                }
                 work += account_ring(
                     r,
                     st,
@@ -881,8 +885,15 @@ fn drain_ring(
 
 fn reject_ring(r: &mut RingState, e: &str, stats: &mut SelfStats) {
     r.broken = true;
-    tracing::warn!(path = %r.reader.region().path().display(), "rejected region: corrupt ring: {e}");
-    *stats.rejected.entry("corrupt_ring".into()).or_default() += 1;
+    let path = r.reader.region().path().display();
+    let reason = if r.reader.region().poisoned() {
+        tracing::warn!(%path, "rejected region: the file shrank while mapped (writer truncated it)");
+        "truncated_while_mapped"
+    } else {
+        tracing::warn!(%path, "rejected region: corrupt ring: {e}");
+        "corrupt_ring"
+    };
+    *stats.rejected.entry(reason.into()).or_default() += 1;
 }
 
 /// Read the ring's drop counters and (when they moved, or `final_read`) its overflow slots.

@@ -28,6 +28,8 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // Region files are shared with other processes: one that shrinks under us must not kill us.
+    shmtel_core::sigbus::install();
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHMTEL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

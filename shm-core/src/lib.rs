@@ -43,6 +43,8 @@ pub mod reader;
 #[cfg(not(loom))]
 pub mod region;
 #[cfg(not(loom))]
+pub mod sigbus;
+#[cfg(not(loom))]
 mod span;
 #[cfg(not(loom))]
 mod table;

@@ -240,6 +240,8 @@ impl From<io::Error> for RegionError {
 
 /// A mapped region file.
 pub struct RegionFile {
+    /// Declared before `map`: it unregisters the range before the mapping goes away.
+    guard: crate::sigbus::Registration,
     map: MmapRaw,
     path: PathBuf,
     header: RegionHeader,
@@ -360,6 +362,7 @@ impl RegionFile {
             )
         };
         let region = RegionFile {
+            guard: crate::sigbus::register(0, 0),
             map,
             path,
             header,
@@ -427,7 +430,9 @@ impl RegionFile {
                 .len(actual as usize)
                 .map_raw_read_only(&file)?
         };
+        let guard = crate::sigbus::register(map.as_ptr() as usize, map.len());
         let mut region = RegionFile {
+            guard,
             map,
             path: path.to_owned(),
             header: bytemuck::Zeroable::zeroed(),
@@ -488,6 +493,12 @@ impl RegionFile {
     /// The header as validated at open (or as written at create).
     pub fn header(&self) -> &RegionHeader {
         &self.header
+    }
+
+    /// Whether the file shrank under this reader: an access past its new end was absorbed by
+    /// the SIGBUS guard (see [`crate::sigbus`]) and read zeros. The region must be rejected.
+    pub fn poisoned(&self) -> bool {
+        self.guard.poisoned()
     }
 
     /// The file's path.

@@ -333,3 +333,82 @@ fn hostile_region_files_are_rejected_counted_and_survived() {
         "the collector exited with {status} after SIGTERM"
     );
 }
+
+/// A writer (or anyone with its uid) truncates a ring file while the collector has it mapped:
+/// every access past the new end would be SIGBUS. The collector must survive, reject that ring
+/// (`truncated_while_mapped`), and keep serving; `shmtel dump` must survive it too.
+#[test]
+fn a_ring_that_shrinks_while_mapped_is_rejected_not_fatal() {
+    let sandbox = Sandbox::new("shrink");
+    let dir = sandbox.regions();
+    let mut collector =
+        Collector::start(&dir, &sandbox.state_file(), &sandbox.path("collector.log"));
+    let mut cmd = std::process::Command::new(loadgen_bin());
+    cmd.arg("--dir")
+        .arg(&dir)
+        .args([
+            "--threads",
+            "1",
+            "--ops",
+            "1000000",
+            "--rate",
+            "2000",
+            "--kinds",
+            "counter",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    remove_shmtel_env(&mut cmd);
+    let mut writer = ChildGuard::spawn(cmd, "loadgen", false);
+    collector.wait_metrics(
+        "the writer's first increments",
+        Duration::from_secs(20),
+        |m| match m.series("loadgen_ops_total").map(|s| s.value).sum::<f64>() {
+            v if v > 0.0 => Ok(()),
+            _ => Err("no loadgen_ops_total yet".into()),
+        },
+    );
+    let ring = std::fs::read_dir(&dir)
+        .expect("read regions")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "ring"))
+        .expect("the writer's ring file");
+    // Keep the header, drop the positions' page and the data: the next access faults.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&ring)
+        .expect("open ring")
+        .set_len(0)
+        .expect("truncate ring");
+    let m = collector.wait_metrics(
+        "the shrunk ring's rejection",
+        Duration::from_secs(20),
+        |m| match m.get("shmtel_regions_rejected_total{reason=\"truncated_while_mapped\"}") {
+            Some(v) if v >= 1.0 => Ok(()),
+            other => Err(format!("truncated_while_mapped rejections: {other:?}")),
+        },
+    );
+    assert!(
+        m.has("shmtel_records_drained_total"),
+        "the collector keeps serving its metrics"
+    );
+    collector.assert_running();
+    assert!(
+        collector.log().contains("shrank while mapped"),
+        "the collector logs why it rejected the ring:\n{}",
+        collector.log_tail()
+    );
+    // The writer itself faults on its next append into the truncated file: that is the
+    // truncating party's doing, not the collector's.
+    writer.kill();
+    let (status, _out, err) = run_shmtel(&["dump", "--dir", dir.to_str().expect("utf-8 path")]);
+    assert!(
+        status.code().is_some(),
+        "shmtel dump was killed by a signal: {status:?}\n{err}"
+    );
+    let status = collector.terminate();
+    assert!(
+        status.success(),
+        "the collector exits 0 on SIGTERM, got {status:?}"
+    );
+}
