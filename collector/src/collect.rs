@@ -13,10 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use shmtel_core::GaugeMode;
 
 use crate::aggregate::{Aggregator, Overrides};
-use crate::config::{CollectArgs, Config, GaugeMergeMode};
+use crate::config::{CollectArgs, Config};
 use crate::drain::{
     DrainOptions, Drainer, RingSaved, SavedState, SelfStats, DROP_KINDS, RECORD_KINDS,
 };
@@ -40,19 +39,7 @@ fn overrides(cfg: &Config) -> Overrides {
         }
     }
     for (name, g) in &cfg.gauges {
-        let mode = match g.mode {
-            GaugeMergeMode::All => GaugeMode::All,
-            GaugeMergeMode::LiveAll => GaugeMode::LiveAll,
-            GaugeMergeMode::Sum => GaugeMode::Sum,
-            GaugeMergeMode::LiveSum => GaugeMode::LiveSum,
-            GaugeMergeMode::Min => GaugeMode::Min,
-            GaugeMergeMode::LiveMin => GaugeMode::LiveMin,
-            GaugeMergeMode::Max => GaugeMode::Max,
-            GaugeMergeMode::LiveMax => GaugeMode::LiveMax,
-            GaugeMergeMode::MostRecent => GaugeMode::MostRecent,
-            GaugeMergeMode::LiveMostRecent => GaugeMode::LiveMostRecent,
-        };
-        o.gauge_modes.insert(name.clone(), mode.code());
+        o.gauge_modes.insert(name.clone(), g.mode.code());
     }
     o
 }

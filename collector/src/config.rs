@@ -47,6 +47,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use shmtel_core::GaugeMode;
+
 use crate::exposition::is_valid_metric_name;
 
 /// Root of the default region directories: `/dev/shm/shmtel/<service>`.
@@ -206,35 +208,9 @@ impl Default for HistogramConfig {
 /// Override for one gauge family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GaugeConfig {
-    /// How the gauge's values from several processes are merged.
-    pub mode: GaugeMergeMode,
-}
-
-/// How a gauge's values from several processes merge, as in prometheus_client's multiprocess
-/// mode. `live*` modes only count processes that are still running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GaugeMergeMode {
-    /// One series per process, with a `pid` label.
-    All,
-    /// One series per live process, with a `pid` label.
-    LiveAll,
-    /// The sum over all processes.
-    Sum,
-    /// The sum over live processes.
-    LiveSum,
-    /// The minimum over all processes.
-    Min,
-    /// The minimum over live processes.
-    LiveMin,
-    /// The maximum over all processes.
-    Max,
-    /// The maximum over live processes.
-    LiveMax,
-    /// The most recently set value over all processes.
-    MostRecent,
-    /// The most recently set value over live processes.
-    LiveMostRecent,
+    /// How the gauge's values from several processes are merged (prometheus_client's
+    /// multiprocess modes; `live*` only count processes that are still running).
+    pub mode: GaugeMode,
 }
 
 /// Why the configuration could not be loaded.
@@ -462,7 +438,7 @@ struct RawHistogram {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGauge {
-    mode: GaugeMergeMode,
+    mode: Spanned<String>,
 }
 
 impl FileConfig {
@@ -599,7 +575,18 @@ impl FileConfig {
                     "not a valid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)".into(),
                 ));
             }
-            gauges.insert(name.into_inner(), GaugeConfig { mode: section.mode });
+            let Some(mode) = GaugeMode::parse(section.mode.get_ref()) else {
+                return Err(invalid(
+                    section.mode.span(),
+                    format!("gauges.\"{}\".mode", name.get_ref()),
+                    format!(
+                        "unknown mode {:?}: expected one of all, liveall, sum, livesum, min, \
+                         livemin, max, livemax, mostrecent, livemostrecent",
+                        section.mode.get_ref()
+                    ),
+                ));
+            };
+            gauges.insert(name.into_inner(), GaugeConfig { mode });
         }
 
         Ok(FileConfig {
@@ -882,11 +869,8 @@ mode = "mostrecent"
         let db = &config.histograms["db_seconds"];
         assert_eq!(db.buckets, None);
         assert!(db.quantiles.is_empty());
-        assert_eq!(config.gauges["in_progress"].mode, GaugeMergeMode::LiveSum);
-        assert_eq!(
-            config.gauges["temperature"].mode,
-            GaugeMergeMode::MostRecent
-        );
+        assert_eq!(config.gauges["in_progress"].mode, GaugeMode::LiveSum);
+        assert_eq!(config.gauges["temperature"].mode, GaugeMode::MostRecent);
     }
 
     fn error_text(text: &str) -> String {
