@@ -59,7 +59,8 @@ pub use config::{init, Config};
 pub use error::Error;
 #[cfg(not(loom))]
 pub use logs::{
-    business_event, correlation_id, log, log_enabled, set_correlation_id, set_log_level, Level,
+    business_event, correlation_id, log, log_enabled, log_in_context, log_with_caller,
+    set_correlation_id, set_log_level, Level, LogContext,
 };
 #[cfg(not(loom))]
 pub use metrics::{
@@ -67,7 +68,7 @@ pub use metrics::{
     DEFAULT_BUCKETS,
 };
 #[cfg(not(loom))]
-pub use span::{current_span, Span, SpanContext, SpanKind, SpanStatus};
+pub use span::{current_span, ratio_sampled, Span, SpanContext, SpanKind, SpanStatus};
 #[cfg(not(loom))]
 pub use table::Symbol;
 #[cfg(not(loom))]

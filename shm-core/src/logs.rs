@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::layout::*;
+use crate::span::SpanContext;
 use crate::table::Symbol;
 use crate::value::Value;
 use crate::writer::{with_thread, DropKind};
@@ -183,12 +184,53 @@ pub fn log_with_caller(
     if !log_enabled(level) {
         return;
     }
+    write_log(level, message, fields, caller, None);
+}
+
+/// A log event's context given by the caller rather than taken from the thread: for runtimes
+/// whose tasks share a thread (Python's asyncio keeps them in `contextvars`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogContext<'a> {
+    /// The span the event belongs to (its trace and span ids are recorded).
+    pub span: Option<SpanContext>,
+    /// The correlation id (empty: none).
+    pub correlation_id: &'a str,
+}
+
+/// [`log_with_caller`] with an explicit context instead of the thread's current span and
+/// correlation id.
+pub fn log_in_context(
+    level: Level,
+    message: &str,
+    fields: &[(Symbol, Value<'_>)],
+    caller: Symbol,
+    context: LogContext<'_>,
+) {
+    if !log_enabled(level) {
+        return;
+    }
+    write_log(level, message, fields, caller, Some(context));
+}
+
+#[inline(always)]
+fn write_log(
+    level: Level,
+    message: &str,
+    fields: &[(Symbol, Value<'_>)],
+    caller: Symbol,
+    context: Option<LogContext<'_>>,
+) {
     let ts = crate::clock::now_ticks();
     let max_msg = crate::config::get().max_message_bytes;
     with_thread(|st| {
-        let ctx = st.span.current();
         let batch = st.batch_depth != 0;
-        let corr = st.correlation.get();
+        let (ctx, corr) = match context {
+            Some(c) => {
+                let n = floor_char_boundary(c.correlation_id, MAX_CORRELATION_ID);
+                (c.span, &c.correlation_id.as_bytes()[..n])
+            }
+            None => (st.span.current(), st.correlation.get()),
+        };
         let corr_len = corr.len();
         let Some(ring) = st.slot.get() else { return };
         let mut flags = 0u8;

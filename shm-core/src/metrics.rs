@@ -87,6 +87,21 @@ fn register(
     mode: u8,
     buckets: &[f64],
 ) -> Result<FamilyDef, Error> {
+    register_with_unit(name, help, "", labels, metric_type, mode, buckets)
+}
+
+fn register_with_unit(
+    name: &str,
+    help: &str,
+    unit: &str,
+    labels: &[&str],
+    metric_type: u8,
+    mode: u8,
+    buckets: &[f64],
+) -> Result<FamilyDef, Error> {
+    if !unit.is_empty() && !unit.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(Error::InvalidName(format!("unit {unit:?}")));
+    }
     if !valid_metric_name(name) {
         return Err(Error::InvalidName(name.to_owned()));
     }
@@ -115,7 +130,7 @@ fn register(
             mode,
             name: name.to_owned(),
             help: help.to_owned(),
-            unit: String::new(),
+            unit: unit.to_owned(),
             labels: labels.iter().map(|s| (*s).to_owned()).collect(),
             buckets,
         })
@@ -316,6 +331,19 @@ impl CounterVec {
         })
     }
 
+    /// Register (or get) a labelled counter family with a unit (OpenMetrics `# UNIT`; the
+    /// name should already end with `_<unit>`).
+    pub fn new_with_unit(
+        name: &str,
+        help: &str,
+        unit: &str,
+        labels: &[&str],
+    ) -> Result<CounterVec, Error> {
+        Ok(CounterVec {
+            family: register_with_unit(name, help, unit, labels, metric_type::COUNTER, 0, &[])?,
+        })
+    }
+
     /// The series for these label values (in label-name order).
     pub fn get_with_label_values(&self, values: &[&str]) -> Result<Counter, Error> {
         Ok(Counter {
@@ -392,6 +420,27 @@ impl GaugeVec {
     ) -> Result<GaugeVec, Error> {
         Ok(GaugeVec {
             family: register(name, help, labels, metric_type::GAUGE, mode.code(), &[])?,
+        })
+    }
+
+    /// Register (or get) a labelled gauge family with a unit (see [`CounterVec::new_with_unit`]).
+    pub fn new_with_unit(
+        name: &str,
+        help: &str,
+        unit: &str,
+        labels: &[&str],
+        mode: GaugeMode,
+    ) -> Result<GaugeVec, Error> {
+        Ok(GaugeVec {
+            family: register_with_unit(
+                name,
+                help,
+                unit,
+                labels,
+                metric_type::GAUGE,
+                mode.code(),
+                &[],
+            )?,
         })
     }
 
@@ -519,6 +568,33 @@ impl HistogramVec {
         })
     }
 
+    /// Register (or get) a labelled histogram family with a unit (see
+    /// [`CounterVec::new_with_unit`]).
+    pub fn new_with_unit(
+        name: &str,
+        help: &str,
+        unit: &str,
+        labels: &[&str],
+        buckets: &[f64],
+    ) -> Result<HistogramVec, Error> {
+        Ok(HistogramVec {
+            family: register_with_unit(
+                name,
+                help,
+                unit,
+                labels,
+                metric_type::HISTOGRAM,
+                0,
+                buckets,
+            )?,
+        })
+    }
+
+    /// The bucket upper bounds in force (without `+Inf`).
+    pub fn buckets(&self) -> &[f64] {
+        &self.family.buckets
+    }
+
     /// The series for these label values.
     pub fn get_with_label_values(&self, values: &[&str]) -> Result<Histogram, Error> {
         Ok(Histogram {
@@ -574,6 +650,19 @@ impl SummaryVec {
     pub fn new(name: &str, help: &str, labels: &[&str]) -> Result<SummaryVec, Error> {
         Ok(SummaryVec {
             family: register(name, help, labels, metric_type::SUMMARY, 0, &[])?,
+        })
+    }
+
+    /// Register (or get) a labelled summary family with a unit (see
+    /// [`CounterVec::new_with_unit`]).
+    pub fn new_with_unit(
+        name: &str,
+        help: &str,
+        unit: &str,
+        labels: &[&str],
+    ) -> Result<SummaryVec, Error> {
+        Ok(SummaryVec {
+            family: register_with_unit(name, help, unit, labels, metric_type::SUMMARY, 0, &[])?,
         })
     }
 

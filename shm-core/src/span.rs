@@ -33,6 +33,22 @@ impl SpanContext {
     }
 }
 
+/// OpenTelemetry's `TraceIdRatioBased` decision: sampled when the trace id's low 64 bits
+/// (its last 8 bytes, big-endian) are below `ratio * 2^64`. Ratios at or above 1 sample
+/// everything, at or below 0 (or NaN) nothing.
+pub fn ratio_sampled(trace_id: &[u8; 16], ratio: f64) -> bool {
+    if ratio >= 1.0 {
+        return true;
+    }
+    if ratio.is_nan() || ratio <= 0.0 {
+        return false;
+    }
+    // The SDKs compute the bound as round(ratio * 2^64) in floating point.
+    let bound = (ratio * 18_446_744_073_709_551_616.0).round() as u64;
+    let low = u64::from_be_bytes(trace_id[8..].try_into().expect("8 bytes"));
+    low < bound
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -181,6 +197,22 @@ impl Span {
     /// taken from propagated headers. The thread's current span is not changed.
     pub fn start_with_parent(name: Symbol, parent: Option<SpanContext>, remote: bool) -> Span {
         with_thread(|st| new_span(st, name, parent, remote)).unwrap_or_else(|| detached(name))
+    }
+
+    /// Start the root span of a new trace, sampled as OpenTelemetry's `TraceIdRatioBased`
+    /// sampler would decide for its trace id (see [`ratio_sampled`]). An unsampled span still
+    /// has ids (logs and propagated headers carry them) but writes nothing. The thread's
+    /// current span is not changed.
+    pub fn start_root(name: Symbol, sample_ratio: f64) -> Span {
+        with_thread(|st| {
+            let mut s = new_span(st, name, None, false);
+            if !ratio_sampled(&s.ctx.trace_id, sample_ratio) {
+                s.ctx.sampled = false;
+                s.flags &= !SPAN_FLAG_SAMPLED;
+            }
+            s
+        })
+        .unwrap_or_else(|| detached(name))
     }
 
     /// This span's context (for propagation and correlation).

@@ -26,6 +26,9 @@ use crate::region::{NewRegion, ProcessIdentity, RegionFile};
 pub struct Symbol(pub(crate) u32);
 
 impl Symbol {
+    /// The empty symbol (id 0): "none" wherever a symbol is optional, e.g. a log's caller.
+    pub const EMPTY: Symbol = Symbol(0);
+
     /// Intern `s` (slow path: takes the process's table lock). Returns the empty symbol (id 0)
     /// if the table cannot be written.
     pub fn intern(s: &str) -> Symbol {

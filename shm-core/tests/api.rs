@@ -18,9 +18,10 @@ use shmtel_core::reader::{
 };
 use shmtel_core::region::RegionName;
 use shmtel_core::{
-    batch, business_event, current_span, flush_stats, log, log_enabled, set_correlation_id,
-    set_log_level, Config, Counter, CounterVec, Error, Gauge, GaugeMode, GaugeVec, Histogram,
-    HistogramVec, Level, Span, SpanKind, SpanStatus, Symbol, Value,
+    batch, business_event, current_span, flush_stats, log, log_enabled, log_in_context,
+    ratio_sampled, set_correlation_id, set_log_level, Config, Counter, CounterVec, Error, Gauge,
+    GaugeMode, GaugeVec, Histogram, HistogramVec, Level, LogContext, Span, SpanContext, SpanKind,
+    SpanStatus, Symbol, Value,
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -797,6 +798,85 @@ fn logs_carry_fields_correlation_span_and_truncation() {
             (log_level::FATAL, 0, "")
         );
         assert_eq!(fields, &[(k_name.id(), Val::Json("{\"a\":1}".into()))]);
+    });
+}
+
+#[test]
+fn logs_in_an_explicit_context_ignore_the_threads_span_and_correlation() {
+    let _level = log_lock();
+    on_fresh_thread(|| {
+        set_correlation_id("thread-corr");
+        let thread_span = Span::start(Symbol::intern("api.thread_span"));
+        let task = SpanContext {
+            trace_id: [7; 16],
+            span_id: [9; 8],
+            sampled: true,
+        };
+        log_in_context(
+            Level::Info,
+            "from a task",
+            &[],
+            Symbol::EMPTY,
+            LogContext {
+                span: Some(task),
+                correlation_id: "task-corr",
+            },
+        );
+        log_in_context(
+            Level::Info,
+            "no context",
+            &[],
+            Symbol::EMPTY,
+            LogContext::default(),
+        );
+        thread_span.end();
+        set_correlation_id("");
+        let l = logs(&my_records());
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            (l[0].0.trace_id, l[0].0.span_id, l[0].2.as_str()),
+            ([7; 16], [9; 8], "task-corr")
+        );
+        assert_eq!(
+            (l[1].0.trace_id, l[1].0.span_id, l[1].2.as_str()),
+            ([0; 16], [0; 8], "")
+        );
+    });
+}
+
+#[test]
+fn root_spans_are_sampled_by_trace_id_ratio() {
+    // The OpenTelemetry SDKs' rule: low 64 bits of the trace id below round(ratio * 2^64).
+    let mut t = [0u8; 16];
+    t[8..].copy_from_slice(&(u64::MAX / 10 - 1).to_be_bytes());
+    assert!(ratio_sampled(&t, 0.1));
+    t[8..].copy_from_slice(&(u64::MAX / 10 + 1_000_000).to_be_bytes());
+    assert!(!ratio_sampled(&t, 0.1));
+    assert!(ratio_sampled(&[0xff; 16], 1.0) && !ratio_sampled(&[0; 16], 0.0));
+    assert!(!ratio_sampled(&[0; 16], f64::NAN));
+    on_fresh_thread(|| {
+        let name = Symbol::intern("api.sampled_root");
+        let (mut kept, n) = (0, 1200);
+        for _ in 0..n {
+            let mut s = Span::start_root(name, 0.25);
+            let ctx = s.context();
+            assert_eq!(ctx.sampled, ratio_sampled(&ctx.trace_id, 0.25));
+            assert!(
+                ctx.trace_id != [0; 16] && ctx.span_id != [0; 8],
+                "ids even when unsampled"
+            );
+            kept += ctx.sampled as usize;
+            s.set_attribute(Symbol::intern("k"), Value::I64(1));
+            s.end();
+        }
+        assert!((240..360).contains(&kept), "{kept} of {n} sampled at 0.25");
+        let recorded = spans(&my_records()).len();
+        assert_eq!(recorded, kept, "unsampled spans write nothing");
+        assert_eq!(
+            shmtel_core::current_span(),
+            None,
+            "roots do not become current"
+        );
     });
 }
 
