@@ -320,6 +320,14 @@ impl Aggregator {
         }
     }
 
+    /// Make a process's gauge cell exist (at 0), as prometheus_client's multiprocess mode shows
+    /// a gauge from its creation; other kinds need nothing: their series starts at 0.
+    pub fn touch(&mut self, idx: u32, pid: u32, start: u64) {
+        if let SeriesData::Gauge { cells } = &mut self.series[idx as usize].data {
+            cell(cells, pid, start);
+        }
+    }
+
     /// Set a gauge cell, unless a later set (by wall-clock time) was already applied.
     #[inline]
     pub fn set(&mut self, idx: u32, pid: u32, start: u64, wall_ns: u64, v: f64) {

@@ -167,6 +167,9 @@ struct ProcState {
     table_path: Option<PathBuf>,
     /// Local series id -> slab index + 1 (0: unresolved).
     local: Vec<u32>,
+    /// Table series already given a slab entry by [`materialize`] (registered series show at
+    /// 0 before their first record, as in prometheus_client).
+    materialized: usize,
     rings: Vec<RingState>,
     alive: bool,
     dead_since: Option<Instant>,
@@ -306,10 +309,10 @@ impl Drainer {
     /// One pass over every region; returns the number of records and slot updates applied.
     pub fn pass(&mut self) -> usize {
         let now = Instant::now();
-        if self
+        let discovering = self
             .last_discover
-            .is_none_or(|t| now.duration_since(t) >= self.opts.discover_interval)
-        {
+            .is_none_or(|t| now.duration_since(t) >= self.opts.discover_interval);
+        if discovering {
             self.last_discover = Some(now);
             self.discover();
         }
@@ -332,6 +335,9 @@ impl Drainer {
                 }
             }
             let finishing = !p.alive;
+            if discovering && p.alive {
+                materialize(p, &mut agg, &mut stats);
+            }
             for r in &mut p.rings {
                 if r.broken {
                     continue;
@@ -590,6 +596,7 @@ fn new_proc(pid: u32, start: u64) -> ProcState {
         table: None,
         table_path: None,
         local: Vec::new(),
+        materialized: 0,
         rings: Vec::new(),
         alive: process_alive(pid, start),
         dead_since: None,
@@ -658,6 +665,29 @@ fn resolve(
         Err(ResolveError::Conflict) | Err(ResolveError::Limit) => {
             stats.unresolved += 1;
             None
+        }
+    }
+}
+
+/// Give every series a live process registered, but has not recorded to yet, its slab entry:
+/// a counter created and never incremented shows 0, a labelled child shows from `labels()`.
+fn materialize(p: &mut ProcState, agg: &mut Aggregator, stats: &mut SelfStats) {
+    let Some(t) = p.table.as_mut() else { return };
+    // One atomic load when nothing was registered since the last call.
+    if t.refresh().is_err() || t.series.len() == p.materialized {
+        return;
+    }
+    p.materialized = t.series.len();
+    let mut ids: Vec<u32> = t
+        .series
+        .keys()
+        .copied()
+        .filter(|&id| p.local.get(id as usize).is_none_or(|&v| v == 0))
+        .collect();
+    ids.sort_unstable();
+    for id in ids {
+        if let Some(idx) = resolve(id, &mut p.table, &mut p.local, agg, stats) {
+            agg.touch(idx, p.pid, p.start);
         }
     }
 }

@@ -220,6 +220,11 @@ impl Span {
         self.ctx
     }
 
+    /// Rename the span (e.g. a server span once the route template is known).
+    pub fn set_name(&mut self, name: Symbol) {
+        self.name = name.0;
+    }
+
     /// Set the kind (default internal).
     pub fn set_kind(&mut self, kind: SpanKind) {
         self.kind = kind.code();
