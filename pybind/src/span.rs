@@ -1,0 +1,469 @@
+//! `Span`: a core span owned by a Python object, made current through a `contextvars` token.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString};
+use shmtel_core::{SpanContext, SpanKind, SpanStatus, Symbol};
+
+use crate::context::{self, Current};
+use crate::propagation::{format_traceparent, parse_traceparent, to_hex};
+use crate::symbols::{symbol, symbol_of_text};
+use crate::values::{field, Scratch};
+
+/// The process's root sampling ratio (f64 bits), from `set_sample_ratio`.
+static SAMPLE_RATIO: AtomicU64 = AtomicU64::new(0x3ff0_0000_0000_0000); // 1.0
+
+/// Set the ratio used for new root spans.
+#[pyfunction]
+pub fn set_sample_ratio(r: f64) -> PyResult<()> {
+    if !(0.0..=1.0).contains(&r) {
+        return Err(PyValueError::new_err(format!(
+            "sample ratio must be within [0, 1], got {r}"
+        )));
+    }
+    // Ordering: Relaxed: a setting; spans started concurrently may use the old ratio.
+    SAMPLE_RATIO.store(r.to_bits(), Ordering::Relaxed);
+    Ok(())
+}
+
+fn process_ratio() -> f64 {
+    // Ordering: Relaxed: see `set_sample_ratio`.
+    f64::from_bits(SAMPLE_RATIO.load(Ordering::Relaxed))
+}
+
+struct State {
+    core: Option<shmtel_core::Span>,
+    name: Py<PyString>,
+    status_set: bool,
+    /// contextvars tokens of `__enter__`s not yet exited (nesting the same span is allowed).
+    tokens: Vec<Py<PyAny>>,
+}
+
+/// A span in progress.
+#[pyclass(frozen, module = "shmtel._native")]
+pub struct Span {
+    ctx: SpanContext,
+    parent: Option<[u8; 8]>,
+    state: Mutex<State>,
+}
+
+impl Span {
+    /// The span's ids.
+    #[inline]
+    pub fn context(&self) -> SpanContext {
+        self.ctx
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave `State` inconsistent (plain fields).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn attribute(&self, key: &Bound<'_, PyString>, value: &Bound<'_, PyAny>) {
+        let mut st = self.lock();
+        let Some(core) = st.core.as_mut() else {
+            return;
+        };
+        if !self.ctx.sampled {
+            return;
+        }
+        let mut scratch = Scratch::default();
+        let f = field(value, &mut scratch);
+        core.set_attribute(symbol(key), scratch.value(f));
+    }
+
+    fn status(&self, status: SpanStatus, description: &str) {
+        let mut st = self.lock();
+        st.status_set = true;
+        if let Some(core) = st.core.as_mut() {
+            core.set_status(status);
+            if !description.is_empty() {
+                core.set_attribute(
+                    symbol_of_text("otel.status_description"),
+                    shmtel_core::Value::Str(description),
+                );
+            }
+        }
+    }
+
+    fn end_now(&self) {
+        let core = self.lock().core.take();
+        if let Some(core) = core {
+            core.end();
+        }
+    }
+
+    fn exception(&self, py: Python<'_>, exc: &Bound<'_, PyAny>) -> PyResult<()> {
+        let ty = exc.get_type();
+        let type_name = ty.qualname().map(|n| n.to_string()).unwrap_or_default();
+        let module = ty.module().map(|m| m.to_string()).unwrap_or_default();
+        let type_name = if module.is_empty() || module == "builtins" {
+            type_name
+        } else {
+            format!("{module}.{type_name}")
+        };
+        let message = crate::values::display(exc);
+        let stack = py
+            .import("traceback")
+            .and_then(|tb| tb.call_method1("format_exception", (exc,)))
+            .and_then(|lines| PyString::new(py, "").call_method1("join", (lines,)))
+            .map(|s| crate::values::display(&s))
+            .unwrap_or_default();
+        let mut st = self.lock();
+        if let Some(core) = st.core.as_mut() {
+            core.add_event(
+                symbol_of_text("exception"),
+                &[
+                    (
+                        symbol_of_text("exception.type"),
+                        shmtel_core::Value::Str(&type_name),
+                    ),
+                    (
+                        symbol_of_text("exception.message"),
+                        shmtel_core::Value::Str(&message),
+                    ),
+                    (
+                        symbol_of_text("exception.stacktrace"),
+                        shmtel_core::Value::Str(&stack),
+                    ),
+                ],
+            );
+        }
+        Ok(())
+    }
+}
+
+fn parse_kind(kind: &str) -> PyResult<SpanKind> {
+    const KINDS: [(&str, SpanKind); 5] = [
+        ("internal", SpanKind::Internal),
+        ("server", SpanKind::Server),
+        ("client", SpanKind::Client),
+        ("producer", SpanKind::Producer),
+        ("consumer", SpanKind::Consumer),
+    ];
+    KINDS
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(kind))
+        .map(|(_, k)| *k)
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "invalid span kind {kind:?}: expected internal, server, client, producer or consumer"
+            ))
+        })
+}
+
+fn parse_status(status: &str) -> PyResult<SpanStatus> {
+    Ok(match status.to_ascii_lowercase().as_str() {
+        "ok" => SpanStatus::Ok,
+        "error" => SpanStatus::Error,
+        "unset" => SpanStatus::Unset,
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "invalid span status {status:?}: expected ok, error or unset"
+            )))
+        }
+    })
+}
+
+/// Start a span; see the stub for the parent rules.
+#[pyfunction]
+#[pyo3(signature = (name, parent = None, *, kind = "internal", attributes = None, sample_ratio = None))]
+pub fn start_span<'py>(
+    py: Python<'py>,
+    name: &Bound<'py, PyString>,
+    parent: Option<&Bound<'py, PyAny>>,
+    kind: &str,
+    attributes: Option<&Bound<'py, PyDict>>,
+    sample_ratio: Option<f64>,
+) -> PyResult<Bound<'py, Span>> {
+    let kind = parse_kind(kind)?;
+    let sym = symbol(name);
+    let parent_ctx: Option<(SpanContext, bool)> = match parent {
+        Some(p) => {
+            if let Ok(s) = p.cast::<Span>() {
+                Some((s.get().ctx, false))
+            } else if let Ok(s) = p.cast::<PyString>() {
+                // An invalid header starts a new trace, as propagators do.
+                parse_traceparent(&s.to_string_lossy()).map(|c| (c, true))
+            } else if let Ok(r) = p.cast::<context::RemoteContext>() {
+                Some((r.get().ctx, true))
+            } else {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "parent must be a Span, a traceparent str or None, not {}",
+                    p.get_type().name()?
+                )));
+            }
+        }
+        None => match context::current(py) {
+            Current::Local(s) => Some((s.get().ctx, false)),
+            Current::Remote(c) => Some((c, true)),
+            Current::None => None,
+        },
+    };
+    let mut core = match parent_ctx {
+        Some((ctx, remote)) => shmtel_core::Span::start_with_parent(sym, Some(ctx), remote),
+        None => {
+            let ratio = match sample_ratio {
+                Some(r) if r.is_nan() => {
+                    return Err(PyValueError::new_err(
+                        "sample_ratio must be a number in [0, 1]",
+                    ))
+                }
+                Some(r) => r,
+                None => process_ratio(),
+            };
+            shmtel_core::Span::start_root(sym, ratio)
+        }
+    };
+    core.set_kind(kind);
+    let ctx = core.context();
+    if let (Some(attrs), true) = (attributes, ctx.sampled) {
+        let mut scratch = Scratch::default();
+        let mut pending: Vec<(Symbol, crate::values::Field<'_>)> = Vec::with_capacity(attrs.len());
+        let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = attrs.iter().collect();
+        for (k, v) in &items {
+            let key = match k.cast::<PyString>() {
+                Ok(k) => symbol(k),
+                Err(_) => symbol_of_text(&crate::values::display(k)),
+            };
+            pending.push((key, field(v, &mut scratch)));
+        }
+        for (k, f) in pending {
+            core.set_attribute(k, scratch.value(f));
+        }
+    }
+    let parent_id = parent_ctx.map(|(c, _)| c.span_id);
+    Bound::new(
+        py,
+        Span {
+            ctx,
+            parent: parent_id,
+            state: Mutex::new(State {
+                core: Some(core),
+                name: name.clone().unbind(),
+                status_set: false,
+                tokens: Vec::new(),
+            }),
+        },
+    )
+}
+
+#[pymethods]
+impl Span {
+    /// The span name.
+    #[getter]
+    fn name(&self, py: Python<'_>) -> Py<PyString> {
+        self.lock().name.clone_ref(py)
+    }
+
+    /// Rename the span (e.g. a server span once the route template is known).
+    fn update_name<'py>(slf: &Bound<'py, Self>, name: &Bound<'py, PyString>) -> Bound<'py, Self> {
+        let sym = symbol(name);
+        let mut st = slf.get().lock();
+        st.name = name.clone().unbind();
+        if let Some(core) = st.core.as_mut() {
+            core.set_name(sym);
+        }
+        drop(st);
+        slf.clone()
+    }
+    /// 32 lowercase hex digits.
+    #[getter]
+    fn trace_id(&self) -> String {
+        to_hex(&self.ctx.trace_id)
+    }
+    /// 16 lowercase hex digits.
+    #[getter]
+    fn span_id(&self) -> String {
+        to_hex(&self.ctx.span_id)
+    }
+    /// The parent's span id, or None for a root span.
+    #[getter]
+    fn parent_span_id(&self) -> Option<String> {
+        self.parent.map(|p| to_hex(&p))
+    }
+    /// Whether the span is sampled.
+    #[getter]
+    fn sampled(&self) -> bool {
+        self.ctx.sampled
+    }
+    /// Sampled and not ended.
+    #[getter]
+    fn is_recording(&self) -> bool {
+        self.ctx.sampled && self.lock().core.is_some()
+    }
+
+    fn set_attribute<'py>(
+        slf: &Bound<'py, Self>,
+        key: &Bound<'py, PyString>,
+        value: &Bound<'py, PyAny>,
+    ) -> Bound<'py, Self> {
+        slf.get().attribute(key, value);
+        slf.clone()
+    }
+
+    fn set_attributes<'py>(
+        slf: &Bound<'py, Self>,
+        attributes: &Bound<'py, PyDict>,
+    ) -> PyResult<Bound<'py, Self>> {
+        for (k, v) in attributes.iter() {
+            let k = k.cast_into::<PyString>().map_err(|_| {
+                pyo3::exceptions::PyTypeError::new_err("attribute keys must be str")
+            })?;
+            slf.get().attribute(&k, &v);
+        }
+        Ok(slf.clone())
+    }
+
+    #[pyo3(signature = (name, attributes = None))]
+    fn add_event<'py>(
+        slf: &Bound<'py, Self>,
+        name: &Bound<'py, PyString>,
+        attributes: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, Self>> {
+        let this = slf.get();
+        if !this.ctx.sampled {
+            return Ok(slf.clone());
+        }
+        let mut scratch = Scratch::default();
+        let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> =
+            attributes.map(|a| a.iter().collect()).unwrap_or_default();
+        let mut pending = Vec::with_capacity(items.len());
+        for (k, v) in &items {
+            let key = match k.cast::<PyString>() {
+                Ok(k) => symbol(k),
+                Err(_) => symbol_of_text(&crate::values::display(k)),
+            };
+            pending.push((key, field(v, &mut scratch)));
+        }
+        let values: Vec<(Symbol, shmtel_core::Value<'_>)> = pending
+            .iter()
+            .map(|(k, f)| (*k, scratch.value(*f)))
+            .collect();
+        if let Some(core) = this.lock().core.as_mut() {
+            core.add_event(symbol(name), &values);
+        }
+        Ok(slf.clone())
+    }
+
+    #[pyo3(signature = (status, description = ""))]
+    fn set_status<'py>(
+        slf: &Bound<'py, Self>,
+        status: &str,
+        description: &str,
+    ) -> PyResult<Bound<'py, Self>> {
+        let s = parse_status(status)?;
+        slf.get().status(s, description);
+        Ok(slf.clone())
+    }
+
+    fn record_exception<'py>(
+        slf: &Bound<'py, Self>,
+        exc: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, Self>> {
+        slf.get().exception(slf.py(), exc)?;
+        Ok(slf.clone())
+    }
+
+    fn end(&self) {
+        self.end_now();
+    }
+
+    fn finish(&self) {
+        self.end_now();
+    }
+
+    fn traceparent(&self) -> String {
+        format_traceparent(&self.ctx)
+    }
+
+    fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, Self>> {
+        let token = context::set_var(slf.py(), context::span_var(), slf.as_any())?;
+        slf.get().lock().tokens.push(token.unbind());
+        Ok(slf.clone())
+    }
+
+    #[pyo3(signature = (exc_type = None, exc = None, tb = None))]
+    fn __exit__(
+        slf: &Bound<'_, Self>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        exc: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let _ = tb;
+        let py = slf.py();
+        let this = slf.get();
+        let token = this.lock().tokens.pop();
+        let status_set = this.lock().status_set;
+        match (exc_type, exc) {
+            (Some(t), e) if !t.is_none() => {
+                if let Some(e) = e.filter(|e| !e.is_none()) {
+                    this.exception(py, e)?;
+                }
+                if !status_set {
+                    let desc = e.map(crate::values::display).unwrap_or_default();
+                    this.status(SpanStatus::Error, &desc);
+                }
+            }
+            _ => {
+                if !status_set {
+                    this.status(SpanStatus::Ok, "");
+                }
+            }
+        }
+        this.end_now();
+        if let Some(token) = token {
+            context::reset_var(py, context::span_var(), token.bind(py))?;
+        }
+        Ok(false)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "Span(name={:?}, trace_id={:?}, span_id={:?}, sampled={})",
+            self.lock().name.bind(py).to_string_lossy(),
+            self.trace_id(),
+            self.span_id(),
+            if self.ctx.sampled { "True" } else { "False" }
+        )
+    }
+}
+
+/// The Span entered last in this context (None for a remote context or nothing).
+#[pyfunction]
+pub fn current_span(py: Python<'_>) -> Option<Bound<'_, Span>> {
+    match context::current(py) {
+        Current::Local(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Parse a W3C traceparent header.
+#[pyfunction]
+#[pyo3(name = "parse_traceparent")]
+pub fn parse_traceparent_py(value: &str) -> Option<(String, String, bool)> {
+    parse_traceparent(value).map(|c| (to_hex(&c.trace_id), to_hex(&c.span_id), c.sampled))
+}
+
+/// Parse a Jaeger uber-trace-id header.
+#[pyfunction]
+pub fn parse_uber_trace_id(value: &str) -> Option<(String, String, bool)> {
+    crate::propagation::parse_uber_trace_id(value)
+        .map(|c| (to_hex(&c.trace_id), to_hex(&c.span_id), c.sampled))
+}
+
+/// Format a W3C traceparent header.
+#[pyfunction]
+#[pyo3(name = "format_traceparent")]
+pub fn format_traceparent_py(trace_id: &str, span_id: &str, sampled: bool) -> PyResult<String> {
+    let (trace_id, span_id) =
+        crate::propagation::parse_ids(trace_id, span_id).map_err(PyValueError::new_err)?;
+    Ok(format_traceparent(&SpanContext {
+        trace_id,
+        span_id,
+        sampled,
+    }))
+}
