@@ -19,12 +19,26 @@ LOG_DIR := $(TARGET_DIR)/test-logs
 export SHMTEL_BIN := $(RELEASE_DIR)/shmtel
 export SHMTEL_LOADGEN := $(RELEASE_DIR)/examples/loadgen
 
+# Python: the virtual environment (gitignored) that `make pyenv` builds from the pinned lock file,
+# and the `shmtel` module that `make pybuild` installs into it. Nothing Python is installed by hand.
+PYTHON ?= python3.11
+VENV := $(CURDIR)/.venv
+VENV_PY := $(VENV)/bin/python
+PY_LOCK := pybind/requirements.lock
+# Written once the venv matches the lock file: `make pyenv` is a no-op until the lock changes.
+PYENV_STAMP := $(VENV)/.shmtel-pyenv-stamp
+# Python code that ruff checks and formats.
+PY_SOURCES := pybind/python pybind/tests tests/python benches/python
+# Tool caches live in target/ (gitignored, removed by `make clean`).
+export RUFF_CACHE_DIR := $(TARGET_DIR)/ruff-cache
+export MYPY_CACHE_DIR := $(TARGET_DIR)/mypy-cache
+
 .PHONY: help  ## Show this message
 help:
 	@echo 'usage: make <target>'
 	@echo
 	@grep -E '^\.PHONY: [a-z-]+ +## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = "^\\.PHONY: | +## "} {printf "  %-11s %s\n", $$2, $$3}'
+		awk 'BEGIN {FS = "^\\.PHONY: | +## "} {printf "  %-13s %s\n", $$2, $$3}'
 
 .PHONY: deps  ## Install the system tools the tests need (strace, prometheus/promtool, curl, jq)
 deps:
@@ -34,14 +48,38 @@ deps:
 build:
 	$(CARGO) build --release --workspace --bins --examples
 
-.PHONY: format  ## Format the code (cargo fmt)
-format:
-	$(CARGO) fmt --all
+.PHONY: pyenv  ## Create .venv (Python 3.11) from pybind/requirements.lock; quick when up to date
+pyenv: $(PYENV_STAMP)
 
-.PHONY: lint  ## Check formatting and run clippy with warnings as errors
-lint:
+$(PYENV_STAMP): $(PY_LOCK)
+	@command -v $(PYTHON) >/dev/null 2>&1 || \
+		{ echo "pyenv: $(PYTHON) not found on PATH (the extension is built for CPython 3.11)" >&2; exit 1; }
+	@# A venv of another interpreter (or a broken one) is rebuilt from scratch.
+	@if ! $(VENV_PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then \
+		echo "pyenv: creating $(VENV) with $(PYTHON)"; \
+		rm -rf $(VENV); \
+		$(PYTHON) -m venv $(VENV); \
+	fi
+	$(VENV_PY) -m pip install --disable-pip-version-check --no-input -q --no-deps -r $(PY_LOCK)
+	$(VENV_PY) -m pip check --disable-pip-version-check
+	@touch $@
+
+.PHONY: pybuild  ## Build the Python extension (maturin, profile pyext) and install shmtel into .venv
+pybuild: pyenv
+	cd pybind && VIRTUAL_ENV=$(VENV) $(VENV)/bin/maturin develop --profile pyext
+
+.PHONY: format  ## Format the code (cargo fmt, ruff format)
+format: pyenv
+	$(CARGO) fmt --all
+	$(VENV)/bin/ruff format $(PY_SOURCES)
+
+.PHONY: lint  ## Check formatting, clippy with warnings as errors, ruff, mypy --strict
+lint: pyenv
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/ruff check $(PY_SOURCES)
+	$(VENV)/bin/ruff format --check $(PY_SOURCES)
+	$(VENV)/bin/mypy --strict pybind/python/shmtel
 
 .PHONY: test-unit  ## Unit, integration and end-to-end tests (cargo test --release, real collector and backends)
 test-unit: export SHMTEL_REQUIRE_PROMTOOL := 1
@@ -50,6 +88,11 @@ test-unit: export SHMTEL_REQUIRE_PROMETHEUS := 1
 test-unit: deps build
 	@mkdir -p $(LOG_DIR)
 	$(CARGO) test --workspace --release 2>&1 | tee $(LOG_DIR)/test-unit.log
+
+.PHONY: test-python  ## Python tests: pybind/tests (API) and tests/python (uvicorn, gunicorn, collector e2e)
+test-python: build pyenv pybuild
+	@mkdir -p $(LOG_DIR)
+	$(VENV_PY) -m pytest pybind/tests tests/python 2>&1 | tee $(LOG_DIR)/test-python.log
 
 .PHONY: test-loom  ## Model-check the ring's memory ordering with loom (shm-core/tests/loom.rs)
 test-loom: export RUSTFLAGS := --cfg loom
@@ -68,24 +111,35 @@ test-loom:
 test-fuzz:
 	$(CARGO) run --release -p shmtel-core --example fuzz_reader -- --seconds 30
 
-.PHONY: test  ## Everything CI runs: deps, build, lint, test-unit, test-loom, test-fuzz
-test: deps build lint test-unit test-loom test-fuzz
-	@echo 'make test: all passed (deps, build, lint, test-unit, test-loom, test-fuzz)'
-	@# The plain closing line CI reads: cargo's per-binary "test result:" lines, added up.
+.PHONY: test  ## Everything CI runs: deps, build, pyenv, pybuild, lint, test-unit, test-python, test-loom, test-fuzz
+test: deps build pyenv pybuild lint test-unit test-python test-loom test-fuzz
+	@echo 'make test: all passed (deps, build, pyenv, pybuild, lint, test-unit, test-python, test-loom, test-fuzz)'
+	@# The plain closing line CI reads: cargo's per-binary "test result:" lines and pytest's
+	@# summary line ("== 3 passed, 1 skipped in 9.1s =="; errors count as failed), added up.
 	@awk '/^test result:/ { for (i = 2; i <= NF; i++) { \
 			if ($$i ~ /^passed/) p += $$(i-1); \
 			if ($$i ~ /^failed/) f += $$(i-1); \
 			if ($$i ~ /^ignored/) s += $$(i-1) } } \
+		/^=+ .* in [0-9.]+s/ { for (i = 2; i <= NF; i++) { \
+			if ($$i ~ /^passed/) p += $$(i-1); \
+			if ($$i ~ /^(failed|errors?)[,]?$$/) f += $$(i-1); \
+			if ($$i ~ /^(skipped|xfailed|deselected)[,]?$$/) s += $$(i-1) } } \
 		END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' \
-		$(LOG_DIR)/test-unit.log $(LOG_DIR)/test-loom.log
+		$(LOG_DIR)/test-unit.log $(LOG_DIR)/test-python.log $(LOG_DIR)/test-loom.log
 
-.PHONY: demo  ## Run the demo: a collector, two loadgens, /metrics and `shmtel dump`
-demo: deps build
+.PHONY: demo  ## Run the demo: a collector, two loadgens, a Python worker, /metrics and `shmtel dump`
+demo: export SHMTEL_PYTHON := $(VENV_PY)
+demo: deps build pyenv pybuild
 	bash tests/demo.sh
 
 .PHONY: bench  ## Run the benchmarks (benches/, shmtel against the libraries it replaces)
 bench:
 	$(CARGO) bench -p shmtel-benches
+
+.PHONY: bench-python  ## Python benchmark: shmtel vs prometheus_client, OpenTelemetry SDK, logging, structlog
+bench-python: pyenv pybuild
+	@mkdir -p $(TARGET_DIR)
+	$(VENV_PY) benches/python/bench.py --json $(TARGET_DIR)/bench-python.json
 
 .PHONY: clean  ## Remove build output (target/, including the loom build and test logs)
 clean:

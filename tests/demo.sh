@@ -5,14 +5,18 @@
 #   2. run two `loadgen` processes (2 threads x 200,000 ops each) in parallel
 #   3. check that /metrics adds their counters up exactly, and show part of /metrics
 #   4. `shmtel dump` the regions while a rate-limited loadgen is still writing
-#   5. SIGTERM the collector and check that it exits 0
+#   5. a Python worker (the `shmtel` module, 4 threads) records metrics, a span and a log line;
+#      /metrics shows its counters exactly
+#   6. SIGTERM the collector and check that it exits 0
 #
-# Uses the binaries from `make build` (override with SHMTEL_BIN / SHMTEL_LOADGEN).
+# Uses the binaries from `make build` (override with SHMTEL_BIN / SHMTEL_LOADGEN) and the Python
+# of the venv that `make pyenv pybuild` set up (override with SHMTEL_PYTHON).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 shmtel=${SHMTEL_BIN:-$root/target/release/shmtel}
 loadgen=${SHMTEL_LOADGEN:-$root/target/release/examples/loadgen}
+python=${SHMTEL_PYTHON:-$root/.venv/bin/python}
 
 section() { printf '\n=== %s ===\n' "$*"; }
 die() {
@@ -25,6 +29,9 @@ first_lines() { awk -v n="$1" 'NR <= n'; }
 for exe in "$shmtel" "$loadgen"; do
     [[ -x $exe ]] || die "$exe not found: run \`make build\` first (or \`make demo\`)"
 done
+[[ -x $python ]] || die "$python not found: run \`make pyenv pybuild\` first (or \`make demo\`)"
+"$python" -c 'import shmtel._native' 2>/dev/null ||
+    die "the shmtel module is not installed in $python: run \`make pybuild\` (or \`make demo\`)"
 for tool in curl jq python3; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found: run \`make deps\`"
 done
@@ -156,7 +163,56 @@ jq -c . "$work/loadgen-3.json" || die "loadgen printed no valid JSON: $(cat "$wo
 expected_ops=$((expected_ops + $(jq '.counters.loadgen_ops_total' "$work/loadgen-3.json")))
 wait_for_ops "$expected_ops"
 
-section "5. stop the collector (SIGTERM)"
+section "5. a Python worker: shmtel.prometheus + Observability, 4 threads"
+cat >"$work/worker.py" <<'PY'
+import json
+import os
+import threading
+
+from shmtel import LoggingConfig, LogLevel, Observability, TracingConfig
+from shmtel.prometheus import Counter, Histogram
+
+obs = Observability(
+    tracing_config=TracingConfig(service_name="demo-python", sampling_ratio=1.0),
+    logging_config=LoggingConfig(level=LogLevel.INFO),
+)
+orders = Counter("demo_orders", "Orders placed.", ["region"])
+latency = Histogram("demo_checkout_seconds", "Checkout time.", buckets=(0.01, 0.1, 1))
+
+def work(region: str, n: int) -> None:
+    child = orders.labels(region)
+    for i in range(n):
+        with obs.start_span("checkout") as span:
+            span.set_attribute("order.id", i)
+            child.inc()
+            latency.observe((i % 200) / 1000)
+    obs.info("orders placed", region=region, count=n)
+
+threads = [threading.Thread(target=work, args=(r, 5000)) for r in ("eu", "us", "ap", "sa")]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps({"pid": os.getpid(), "orders": 4 * 5000}))
+PY
+echo "\$ SHMTEL_DIR=$regions python worker.py   (4 threads x 5000 orders, a span and an observation each)"
+SHMTEL_DIR=$regions "$python" "$work/worker.py" >"$work/worker.json" || die "the Python worker failed"
+jq -c . "$work/worker.json" || die "the Python worker printed no valid JSON: $(cat "$work/worker.json")"
+expected_orders=$(jq '.orders' "$work/worker.json")
+got=0
+for _ in $(seq 50); do
+    got=$(curl -fsS --max-time 2 "$base/metrics" | sum_family demo_orders_total) || got=0
+    [[ $got == "$expected_orders" ]] && break
+    sleep 0.1
+done
+[[ $got == "$expected_orders" ]] ||
+    die "after 5 s /metrics shows demo_orders_total = $got, the Python worker recorded $expected_orders"
+echo "/metrics: sum of demo_orders_total = $got (expected $expected_orders): ok"
+echo
+echo "GET /metrics (demo_ lines):"
+curl -fsS --max-time 2 "$base/metrics" | grep -E '^demo_' | first_lines 30
+
+section "6. stop the collector (SIGTERM)"
 kill -TERM "$collector_pid"
 for _ in $(seq 100); do
     kill -0 "$collector_pid" 2>/dev/null || break
