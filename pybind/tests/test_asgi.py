@@ -208,6 +208,7 @@ def test_response_headers_and_correlation(regions: Regions, uid: str) -> None:
 
     span = next(r for r in regions.records("span") if r["span_id"] == body["span_id"])
     assert span["span_kind"] == "server"
+    assert span["name"] == f"GET /{uid}/users/{{user_id}}", "OTel semconv: method and route"
     assert span["status"] == "ok"
     assert span["parent_span_id"] is None
     attrs = regions.span_attrs(body["span_id"])

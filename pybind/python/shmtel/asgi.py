@@ -248,6 +248,9 @@ class ObservabilityMiddleware:
                     metrics.errors.inc()
             if span is not None:
                 if recording:
+                    # OTel semconv: "{method} {route}" once the route template is known.
+                    if route != UNMATCHED:
+                        span.update_name(f"{method if method != '_OTHER' else 'HTTP'} {route}")
                     span.set_attribute("http.route", route)
                     span.set_attribute("http.response.status_code", status)
                     if status >= 500 and error is None:
