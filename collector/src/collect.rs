@@ -20,7 +20,7 @@ use crate::drain::{
     DrainOptions, Drainer, RingSaved, SavedState, SelfStats, DROP_KINDS, RECORD_KINDS,
 };
 use crate::http::MetricsSource;
-use crate::model::{FamilySnapshot, MetricKind, SeriesSnapshot, SeriesValue};
+use crate::model::{FamilyProvider, FamilySnapshot, MetricKind, SeriesSnapshot, SeriesValue};
 
 /// Version of the state file format.
 pub const STATE_VERSION: u32 = 1;
@@ -102,6 +102,8 @@ pub struct Source {
     stats: Arc<Mutex<SelfStats>>,
     started: Instant,
     dir: String,
+    /// Span-derived metrics and exporter self-metrics.
+    providers: Vec<Arc<dyn FamilyProvider>>,
 }
 
 fn counter(name: &str, help: &str, series: Vec<(Vec<(String, String)>, f64)>) -> FamilySnapshot {
@@ -244,6 +246,9 @@ impl Source {
 impl MetricsSource for Source {
     fn families(&self) -> Vec<FamilySnapshot> {
         let mut f = self.agg.lock().snapshot();
+        for p in &self.providers {
+            f.extend(p.families());
+        }
         f.extend(self.self_metrics());
         f
     }
@@ -304,6 +309,24 @@ pub fn run(args: &CollectArgs) -> i32 {
     opts.dead_grace = cfg.dead_process_grace();
     opts.max_pending_spans = cfg.limits.max_pending_spans;
 
+    let exporters = match crate::export::build(&cfg.export) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("shmtel collect: exporters: {e}");
+            return 2;
+        }
+    };
+    let pipeline = match crate::traces::build(&cfg.traces, exporters.sinks) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("shmtel collect: span pipeline: {e}");
+            return 2;
+        }
+    };
+    let mut providers = pipeline.metrics;
+    providers.extend(exporters.metrics);
+    let span_head = pipeline.head;
+
     let stop = Arc::new(AtomicBool::new(false));
     let drain_thread = {
         let (agg, stats, stop, state_file) = (
@@ -316,6 +339,9 @@ pub fn run(args: &CollectArgs) -> i32 {
             .name("shmtel-drain".into())
             .spawn(move || {
                 let mut d = Drainer::new(opts, agg.clone(), stats.clone(), rings);
+                if let Some(head) = span_head {
+                    d.add_span_sink(head);
+                }
                 let save = |d: &Drainer| {
                     let a = agg.lock();
                     let s = stats.lock();
@@ -343,6 +369,7 @@ pub fn run(args: &CollectArgs) -> i32 {
         stats,
         started: Instant::now(),
         dir: cfg.dir.display().to_string(),
+        providers,
     });
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -117,6 +117,10 @@ pub struct Config {
     /// How long a dead process's drained regions are kept before cleanup, in milliseconds
     /// (default 1000).
     pub dead_process_grace_ms: u64,
+    /// Span exporters (`[export.*]`; OTEL_* environment variables override).
+    pub export: crate::export::ExportConfig,
+    /// The span pipeline: tail sampling and span-derived RED metrics (`[traces.*]`).
+    pub traces: crate::traces::TraceConfig,
     /// The configuration file that was read, if any.
     pub file: Option<PathBuf>,
 }
@@ -293,6 +297,8 @@ impl Default for Config {
             histograms: BTreeMap::new(),
             gauges: BTreeMap::new(),
             dead_process_grace_ms: 1000,
+            export: Default::default(),
+            traces: Default::default(),
             file: None,
         }
     }
@@ -349,6 +355,8 @@ impl Config {
             config.limits = file.limits;
             config.histograms = file.histograms;
             config.gauges = file.gauges;
+            config.export = file.export;
+            config.traces = file.traces;
             if let Some(grace) = file.dead_process_grace_ms {
                 config.dead_process_grace_ms = grace;
             }
@@ -390,6 +398,8 @@ struct FileConfig {
     limits: LimitsConfig,
     histograms: BTreeMap<String, HistogramConfig>,
     gauges: BTreeMap<String, GaugeConfig>,
+    export: crate::export::ExportConfig,
+    traces: crate::traces::TraceConfig,
 }
 
 /// The file as written, with the source positions validation errors point at.
@@ -409,6 +419,10 @@ struct RawFile {
     histograms: BTreeMap<Spanned<String>, RawHistogram>,
     #[serde(default)]
     gauges: BTreeMap<Spanned<String>, RawGauge>,
+    #[serde(default)]
+    export: crate::export::ExportConfig,
+    #[serde(default)]
+    traces: crate::traces::TraceConfig,
 }
 
 #[derive(Deserialize, Default)]
@@ -453,6 +467,13 @@ impl FileConfig {
             key,
             message,
         };
+        let section = |(key, message): (String, String)| ConfigError::Invalid {
+            file: None,
+            key: format!("{}: {key}", path.display()),
+            message,
+        };
+        raw.export.validate().map_err(section)?;
+        raw.traces.validate().map_err(section)?;
         // Relative paths in the file are relative to the file.
         let base = path.parent().unwrap_or(Path::new(""));
         let anchor = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
@@ -600,6 +621,8 @@ impl FileConfig {
             limits,
             histograms,
             gauges,
+            export: raw.export,
+            traces: raw.traces,
         })
     }
 }

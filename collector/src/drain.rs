@@ -453,6 +453,9 @@ impl Drainer {
                     .is_none_or(|t| now.duration_since(t) < Duration::from_secs(60))
             });
         }
+        for s in &mut self.span_sinks {
+            s.tick();
+        }
         work
     }
 

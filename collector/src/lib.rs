@@ -6,7 +6,9 @@
 //! - [`exposition`]: pure functions rendering snapshots as Prometheus text 0.0.4 and
 //!   OpenMetrics 1.0.0;
 //! - [`http`]: the HTTP server for `/metrics` and `/healthz`;
-//! - [`config`]: the `collect` command's flags, environment and TOML configuration.
+//! - [`config`]: the `collect` command's flags, environment and TOML configuration;
+//! - [`traces`]: the span pipeline (tail sampling, RED metrics from spans);
+//! - [`export`]: span exporters (OTLP/HTTP, Zipkin, JSON lines).
 //!
 //! # Background work
 //!
@@ -18,8 +20,10 @@ pub mod aggregate;
 pub mod collect;
 pub mod config;
 pub mod drain;
+pub mod export;
 pub mod exposition;
 pub mod http;
 pub mod inspect;
 pub mod model;
 pub mod sinks;
+pub mod traces;

@@ -30,6 +30,13 @@ impl MetricKind {
     }
 }
 
+/// Something besides the aggregator that contributes families to `/metrics` (span-derived RED
+/// metrics, exporter self-metrics). Called on every scrape, from the HTTP server's blocking pool.
+pub trait FamilyProvider: Send + Sync {
+    /// A snapshot of this provider's families.
+    fn families(&self) -> Vec<FamilySnapshot>;
+}
+
 /// One metric family: a name, its metadata and all its series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FamilySnapshot {

@@ -133,6 +133,10 @@ pub struct LogData {
 pub trait SpanSink: Send {
     /// Take one span. Must not block.
     fn export(&mut self, span: SpanData);
+    /// Called after every drain pass (at least every `max_sleep`, 50 ms by default), whether or
+    /// not spans arrived: time-based work (tail-sampling decisions, batch timeouts) goes here.
+    /// Must not block.
+    fn tick(&mut self) {}
     /// Flush what is queued (at shutdown).
     fn flush(&mut self) {}
 }
