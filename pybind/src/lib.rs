@@ -15,6 +15,7 @@
 
 pub mod context;
 pub mod exposition;
+pub mod fastcall;
 pub mod logs;
 pub mod metrics;
 pub mod propagation;
@@ -227,5 +228,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<timers::Timer>()?;
     m.add_class::<timers::InprogressTracker>()?;
     m.add_class::<timers::ExceptionCounter>()?;
+    fastcall::install(m.py())?;
     Ok(())
 }

@@ -239,7 +239,7 @@ impl CounterChild {
 
 #[pymethods]
 impl CounterChild {
-    #[pyo3(signature = (amount = 1.0))]
+    #[pyo3(name = "_inc", signature = (amount = 1.0))]
     fn inc(&self, amount: f64) -> PyResult<()> {
         self.add(amount)
     }
@@ -290,14 +290,15 @@ impl GaugeChild {
 
 #[pymethods]
 impl GaugeChild {
-    #[pyo3(signature = (amount = 1.0))]
+    #[pyo3(name = "_inc", signature = (amount = 1.0))]
     fn inc(&self, amount: f64) {
         self.add(amount);
     }
-    #[pyo3(signature = (amount = 1.0))]
+    #[pyo3(name = "_dec", signature = (amount = 1.0))]
     fn dec(&self, amount: f64) {
         self.add(-amount);
     }
+    #[pyo3(name = "_set")]
     fn set(&self, value: f64) {
         self.set_value(value);
     }
@@ -355,7 +356,7 @@ impl HistogramChild {
 impl HistogramChild {
     /// `exemplar` is accepted for prometheus_client compatibility and ignored: the current
     /// span is the exemplar.
-    #[pyo3(signature = (amount, exemplar = None))]
+    #[pyo3(name = "_observe", signature = (amount, exemplar = None))]
     fn observe(&self, py: Python<'_>, amount: f64, exemplar: Option<&Bound<'_, PyAny>>) {
         let _ = exemplar;
         self.record(py, amount);
@@ -397,6 +398,7 @@ impl SummaryChild {
 
 #[pymethods]
 impl SummaryChild {
+    #[pyo3(name = "_observe")]
     fn observe(&self, amount: f64) {
         self.record(amount);
     }
@@ -484,7 +486,8 @@ impl Counter {
         })
     }
 
-    #[pyo3(signature = (*args, **kwargs))]
+    /// The slow path of `labels()` (the fast entry point in `fastcall` falls back here).
+    #[pyo3(name = "_labels", signature = (*args, **kwargs))]
     fn labels<'py>(
         &self,
         py: Python<'py>,
@@ -495,7 +498,7 @@ impl Counter {
         labels(py, &self.fam, bound.as_ref(), args, kwargs)
     }
 
-    #[pyo3(signature = (amount = 1.0))]
+    #[pyo3(name = "_inc", signature = (amount = 1.0))]
     fn inc(&self, amount: f64) -> PyResult<()> {
         self.child()?.add(amount)
     }
@@ -615,7 +618,8 @@ impl Gauge {
         })
     }
 
-    #[pyo3(signature = (*args, **kwargs))]
+    /// The slow path of `labels()` (the fast entry point in `fastcall` falls back here).
+    #[pyo3(name = "_labels", signature = (*args, **kwargs))]
     fn labels<'py>(
         &self,
         py: Python<'py>,
@@ -632,16 +636,17 @@ impl Gauge {
         labels(py, &self.fam, bound.as_ref(), args, kwargs)
     }
 
-    #[pyo3(signature = (amount = 1.0))]
+    #[pyo3(name = "_inc", signature = (amount = 1.0))]
     fn inc(&self, amount: f64) -> PyResult<()> {
         self.child()?.add(amount);
         Ok(())
     }
-    #[pyo3(signature = (amount = 1.0))]
+    #[pyo3(name = "_dec", signature = (amount = 1.0))]
     fn dec(&self, amount: f64) -> PyResult<()> {
         self.child()?.add(-amount);
         Ok(())
     }
+    #[pyo3(name = "_set")]
     fn set(&self, value: f64) -> PyResult<()> {
         self.child()?.set_value(value);
         Ok(())
@@ -748,7 +753,8 @@ impl Histogram {
         })
     }
 
-    #[pyo3(signature = (*args, **kwargs))]
+    /// The slow path of `labels()` (the fast entry point in `fastcall` falls back here).
+    #[pyo3(name = "_labels", signature = (*args, **kwargs))]
     fn labels<'py>(
         &self,
         py: Python<'py>,
@@ -765,7 +771,7 @@ impl Histogram {
         labels(py, &self.fam, bound.as_ref(), args, kwargs)
     }
 
-    #[pyo3(signature = (amount, exemplar = None))]
+    #[pyo3(name = "_observe", signature = (amount, exemplar = None))]
     fn observe(
         &self,
         py: Python<'_>,
@@ -869,7 +875,8 @@ impl Summary {
         })
     }
 
-    #[pyo3(signature = (*args, **kwargs))]
+    /// The slow path of `labels()` (the fast entry point in `fastcall` falls back here).
+    #[pyo3(name = "_labels", signature = (*args, **kwargs))]
     fn labels<'py>(
         &self,
         py: Python<'py>,
@@ -886,6 +893,7 @@ impl Summary {
         labels(py, &self.fam, bound.as_ref(), args, kwargs)
     }
 
+    #[pyo3(name = "_observe")]
     fn observe(&self, amount: f64) -> PyResult<()> {
         let c = self
             .child
@@ -925,3 +933,147 @@ impl Summary {
         format!("shmtel._native.Summary({})", self.fam.name)
     }
 }
+
+macro_rules! labelled_family {
+    ($($t:ty),*) => {$(
+        impl crate::fastcall::LabelledFamily for $t {
+            #[inline(always)]
+            fn family(&self) -> &Arc<Family> {
+                &self.fam
+            }
+            #[inline(always)]
+            fn is_bound(&self) -> bool {
+                self.is_child
+            }
+        }
+    )*};
+}
+labelled_family!(Counter, Gauge, Histogram, Summary);
+
+// ---------------------------------------------------------------------------------------------
+// Fast entry points (see `fastcall`): which method records what.
+
+macro_rules! numeric_method {
+    ($(#[$doc:meta])* $marker:ident, $class:ty, $name:literal, $slow:literal, $default:expr,
+     $pydoc:literal, |$this:ident, $py:ident, $v:ident| $body:expr) => {
+        $(#[$doc])*
+        pub(crate) struct $marker;
+        impl crate::fastcall::NumericMethod for $marker {
+            type Class = $class;
+            const NAME: &'static std::ffi::CStr = $name;
+            const SLOW: &'static str = $slow;
+            const DEFAULT: Option<f64> = $default;
+            const DOC: &'static std::ffi::CStr = $pydoc;
+            #[inline(always)]
+            fn call($this: &$class, $py: Python<'_>, $v: f64) -> PyResult<()> {
+                let _ = $py;
+                $body
+            }
+        }
+    };
+}
+
+numeric_method!(
+    /// `CounterChild.inc`.
+    CounterChildInc, CounterChild, c"inc", "_inc", Some(1.0),
+    c"inc($self, amount=1.0)\n--\n\nAdd amount (>= 0) to the counter.",
+    |this, py, v| this.add(v)
+);
+numeric_method!(
+    /// `Counter.inc` (unlabelled).
+    CounterInc, Counter, c"inc", "_inc", Some(1.0),
+    c"inc($self, amount=1.0)\n--\n\nAdd amount (>= 0) to the unlabelled counter.",
+    |this, py, v| this.child()?.add(v)
+);
+numeric_method!(
+    /// `GaugeChild.inc`.
+    GaugeChildInc, GaugeChild, c"inc", "_inc", Some(1.0),
+    c"inc($self, amount=1.0)\n--\n\nAdd amount to the gauge.",
+    |this, py, v| {
+        this.add(v);
+        Ok(())
+    }
+);
+numeric_method!(
+    /// `GaugeChild.dec`.
+    GaugeChildDec, GaugeChild, c"dec", "_dec", Some(1.0),
+    c"dec($self, amount=1.0)\n--\n\nSubtract amount from the gauge.",
+    |this, py, v| {
+        this.add(-v);
+        Ok(())
+    }
+);
+numeric_method!(
+    /// `GaugeChild.set`.
+    GaugeChildSet, GaugeChild, c"set", "_set", None,
+    c"set($self, value)\n--\n\nSet the gauge.",
+    |this, py, v| {
+        this.set_value(v);
+        Ok(())
+    }
+);
+numeric_method!(
+    /// `Gauge.inc` (unlabelled).
+    GaugeInc, Gauge, c"inc", "_inc", Some(1.0),
+    c"inc($self, amount=1.0)\n--\n\nAdd amount to the unlabelled gauge.",
+    |this, py, v| {
+        this.child()?.add(v);
+        Ok(())
+    }
+);
+numeric_method!(
+    /// `Gauge.dec` (unlabelled).
+    GaugeDec, Gauge, c"dec", "_dec", Some(1.0),
+    c"dec($self, amount=1.0)\n--\n\nSubtract amount from the unlabelled gauge.",
+    |this, py, v| {
+        this.child()?.add(-v);
+        Ok(())
+    }
+);
+numeric_method!(
+    /// `Gauge.set` (unlabelled).
+    GaugeSet, Gauge, c"set", "_set", None,
+    c"set($self, value)\n--\n\nSet the unlabelled gauge.",
+    |this, py, v| {
+        this.child()?.set_value(v);
+        Ok(())
+    }
+);
+numeric_method!(
+    /// `HistogramChild.observe`.
+    HistogramChildObserve, HistogramChild, c"observe", "_observe", None,
+    c"observe($self, amount)\n--\n\nRecord an observation.",
+    |this, py, v| {
+        this.record(py, v);
+        Ok(())
+    }
+);
+numeric_method!(
+    /// `Histogram.observe` (unlabelled).
+    HistogramObserve, Histogram, c"observe", "_observe", None,
+    c"observe($self, amount)\n--\n\nRecord an observation (unlabelled histogram).",
+    |this, py, v| {
+        let c = this.child.as_ref().ok_or_else(|| missing_labels(&this.fam))?;
+        c.get().record(py, v);
+        Ok(())
+    }
+);
+numeric_method!(
+    /// `SummaryChild.observe`.
+    SummaryChildObserve, SummaryChild, c"observe", "_observe", None,
+    c"observe($self, amount)\n--\n\nRecord an observation.",
+    |this, py, v| {
+        this.record(v);
+        Ok(())
+    }
+);
+numeric_method!(
+    /// `Summary.observe` (unlabelled).
+    SummaryObserve, Summary, c"observe", "_observe", None,
+    c"observe($self, amount)\n--\n\nRecord an observation (unlabelled summary).",
+    |this, py, v| {
+        let c = this.child.as_ref().ok_or_else(|| missing_labels(&this.fam))?;
+        c.get().record(v);
+        Ok(())
+    }
+);
