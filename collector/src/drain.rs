@@ -65,6 +65,9 @@ pub struct SelfStats {
     pub pending_overflow: u64,
     /// Business events received.
     pub business: u64,
+    /// Span link and link attribute frames drained.
+    #[serde(default)]
+    pub links: u64,
     /// Processes whose files were removed after they died.
     pub processes_cleaned: u64,
     /// Writer-side drops per live process (service, pid), by kind (index into [`DROP_KINDS`]).
@@ -837,6 +840,9 @@ fn drain_ring(
                 } else if let Some(ev) = p.events.get_mut(event_seq as usize - 1) {
                     ev.attributes.push(kv);
                 }
+            }
+            Record::SpanLink(_) | Record::SpanLinkAttr { .. } => {
+                stats.links += 1;
             }
             Record::SpanEvent(ev) => {
                 stats.drained[6] += 1;

@@ -23,8 +23,13 @@ pub struct Config {
     /// Longest log message in bytes; longer ones are truncated at a character boundary and
     /// marked. Default `$SHMTEL_MAX_MESSAGE_BYTES` or 8192.
     pub max_message_bytes: usize,
-    /// Attributes plus events recorded per span before further ones are counted as dropped.
+    /// Attributes recorded per span before further ones are counted as dropped (default 128,
+    /// OpenTelemetry's).
     pub max_span_attributes: u16,
+    /// Events recorded per span before further ones are counted as dropped (default 128).
+    pub max_span_events: u16,
+    /// Links recorded per span before further ones are counted as dropped (default 128).
+    pub max_span_links: u16,
     /// File mode of region files (default 0o600).
     pub file_mode: u32,
 }
@@ -47,6 +52,8 @@ impl Default for Config {
             table_bytes: 8 << 20,
             max_message_bytes: num("SHMTEL_MAX_MESSAGE_BYTES", 8192),
             max_span_attributes: 128,
+            max_span_events: 128,
+            max_span_links: 128,
             file_mode: 0o600,
         }
     }

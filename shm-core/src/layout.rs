@@ -265,6 +265,11 @@ pub const KIND_LOG: u16 = 9;
 /// [`BusinessEvent`] followed by tags.
 pub const KIND_BUSINESS: u16 = 10;
 
+/// A span link: another span this span relates to (body [`SpanLink`]).
+pub const KIND_SPAN_LINK: u16 = 11;
+/// An attribute of a span link (body [`SpanAttr`] with `event_seq` holding the link's
+/// `link_seq`, then one [`TypedValue`]).
+pub const KIND_SPAN_LINK_ATTR: u16 = 12;
 /// Flag of [`KIND_HISTOGRAM`]: an [`Exemplar`] follows the observation.
 pub const FLAG_EXEMPLAR: u16 = 1;
 
@@ -412,6 +417,26 @@ pub struct SpanEvent {
     pub event_seq: u16,
     /// Reserved, zero.
     pub reserved: u16,
+}
+
+/// Body of [`KIND_SPAN_LINK`] (40 bytes; frame: 48 bytes). The link's attributes are
+/// [`KIND_SPAN_LINK_ATTR`] frames with the same `span_id` and `link_seq`, written after it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable, PartialEq)]
+pub struct SpanLink {
+    /// Span id of the span that has the link, big-endian bytes.
+    pub span_id: [u8; 8],
+    /// Trace id of the linked span.
+    pub linked_trace_id: [u8; 16],
+    /// Span id of the linked span.
+    pub linked_span_id: [u8; 8],
+    /// 1-based sequence of this link within its span.
+    pub link_seq: u16,
+    /// [`SPAN_FLAG_SAMPLED`] | [`SPAN_FLAG_REMOTE_PARENT`] of the linked context (the second
+    /// meaning "remote").
+    pub flags: u8,
+    /// Reserved, zero.
+    pub reserved: [u8; 5],
 }
 
 /// Log levels.

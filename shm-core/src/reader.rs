@@ -193,6 +193,17 @@ pub enum Record<'a> {
     },
     /// A span event.
     SpanEvent(SpanEvent),
+    /// A span link.
+    SpanLink(SpanLink),
+    /// An attribute of a span link.
+    SpanLinkAttr {
+        /// Span id.
+        span_id: [u8; 8],
+        /// The link's `link_seq`.
+        link_seq: u16,
+        /// Key and value.
+        attr: Attr<'a>,
+    },
     /// A log event.
     Log {
         /// Fixed part.
@@ -306,6 +317,16 @@ pub fn decode(kind: u16, flags: u16, body: &[u8]) -> Result<Record<'_>, DecodeEr
             }
         }
         KIND_SPAN_EVENT => Record::SpanEvent(fixed(kind, body)?),
+        KIND_SPAN_LINK => Record::SpanLink(fixed(kind, body)?),
+        KIND_SPAN_LINK_ATTR => {
+            let a: SpanAttr = fixed(kind, body)?;
+            let (attr, _) = decode_value(&body[16..]).ok_or(DecodeError::BadValue)?;
+            Record::SpanLinkAttr {
+                span_id: a.span_id,
+                link_seq: a.event_seq,
+                attr,
+            }
+        }
         KIND_LOG => {
             let rec: LogRecord = fixed(kind, body)?;
             let base = std::mem::size_of::<LogRecord>();

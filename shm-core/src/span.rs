@@ -1,7 +1,7 @@
 //! Spans: ids, parent, start and end times, name, kind, status, attributes and events.
 //!
-//! A span costs nothing in the ring until it has something to say: each attribute or event is
-//! one frame when it is set, and the span itself one frame when it ends. The thread keeps the
+//! A span costs nothing in the ring until it has something to say: each attribute, event or link
+//! is one frame when it is set, and the span itself one frame when it ends. The thread keeps the
 //! current span's context, so spans started on a thread nest, log events carry the current
 //! trace and span ids, and histogram observations carry them as exemplars.
 
@@ -172,6 +172,7 @@ pub struct Span {
     flags: u8,
     attrs: u16,
     events: u16,
+    links: u16,
     dropped: u16,
     ended: bool,
     is_current: bool,
@@ -239,9 +240,9 @@ impl Span {
         };
     }
 
-    fn over_limit(&mut self) -> bool {
-        let limit = crate::config::get().max_span_attributes;
-        if self.attrs.saturating_add(self.events) >= limit {
+    /// Whether `count` reached `limit`; a refused item is counted as dropped.
+    fn over_limit(&mut self, count: u16, limit: u16) -> bool {
+        if count >= limit {
             self.dropped = self.dropped.saturating_add(1);
             true
         } else {
@@ -252,18 +253,24 @@ impl Span {
     /// Set an attribute (one frame in the ring).
     #[inline]
     pub fn set_attribute(&mut self, key: Symbol, value: Value<'_>) {
-        if self.ended || !self.ctx.sampled || self.over_limit() {
+        if self.ended
+            || !self.ctx.sampled
+            || self.over_limit(self.attrs, crate::config::get().max_span_attributes)
+        {
             return;
         }
         self.attrs += 1;
-        if !write_attr(self.ctx.span_id, 0, key, value) {
+        if !write_attr(KIND_SPAN_ATTR, self.ctx.span_id, 0, key, value) {
             self.dropped = self.dropped.saturating_add(1);
         }
     }
 
     /// Add an event with attributes.
     pub fn add_event(&mut self, name: Symbol, attrs: &[(Symbol, Value<'_>)]) {
-        if self.ended || !self.ctx.sampled || self.over_limit() {
+        if self.ended
+            || !self.ctx.sampled
+            || self.over_limit(self.events, crate::config::get().max_span_events)
+        {
             return;
         }
         self.events += 1;
@@ -281,7 +288,41 @@ impl Span {
             return;
         }
         for (k, v) in attrs {
-            if !write_attr(self.ctx.span_id, seq, *k, *v) {
+            if !write_attr(KIND_SPAN_ATTR, self.ctx.span_id, seq, *k, *v) {
+                self.dropped = self.dropped.saturating_add(1);
+            }
+        }
+    }
+
+    /// Link another span (e.g. the messages a batch consumer processes), with attributes.
+    pub fn add_link(&mut self, linked: SpanContext, remote: bool, attrs: &[(Symbol, Value<'_>)]) {
+        if self.ended
+            || !self.ctx.sampled
+            || self.over_limit(self.links, crate::config::get().max_span_links)
+        {
+            return;
+        }
+        self.links += 1;
+        let seq = self.links;
+        let mut flags = if linked.sampled { SPAN_FLAG_SAMPLED } else { 0 };
+        if remote {
+            flags |= SPAN_FLAG_REMOTE_PARENT;
+        }
+        let body = SpanLink {
+            span_id: self.ctx.span_id,
+            linked_trace_id: linked.trace_id,
+            linked_span_id: linked.span_id,
+            link_seq: seq,
+            flags,
+            reserved: [0; 5],
+        };
+        let ok = with_thread(|st| append(st, KIND_SPAN_LINK, 0, &body)).unwrap_or(false);
+        if !ok {
+            self.dropped = self.dropped.saturating_add(1);
+            return;
+        }
+        for (k, v) in attrs {
+            if !write_attr(KIND_SPAN_LINK_ATTR, self.ctx.span_id, seq, *k, *v) {
                 self.dropped = self.dropped.saturating_add(1);
             }
         }
@@ -368,6 +409,7 @@ fn new_span(st: &mut ThreadState, name: Symbol, parent: Option<SpanContext>, rem
         flags,
         attrs: 0,
         events: 0,
+        links: 0,
         dropped: 0,
         ended: false,
         is_current: false,
@@ -391,23 +433,25 @@ fn detached(name: Symbol) -> Span {
         flags: 0,
         attrs: 0,
         events: 0,
+        links: 0,
         dropped: 0,
         ended: true,
         is_current: false,
     }
 }
 
-fn write_attr(span_id: [u8; 8], event_seq: u16, key: Symbol, value: Value<'_>) -> bool {
+/// One attribute frame (`kind`: of the span or an event, or of a link) for `seq` (0: the span).
+fn write_attr(kind: u16, span_id: [u8; 8], seq: u16, key: Symbol, value: Value<'_>) -> bool {
     let (vtype, inline, bytes) = value.encode();
     let len = FRAME_HEADER_SIZE + 32 + align8(bytes.len());
     with_thread(|st| {
         let Some(ring) = st.ring() else { return false };
-        let Some(off) = ring.claim(KIND_SPAN_ATTR, 0, len) else {
+        let Some(off) = ring.claim(kind, 0, len) else {
             return false;
         };
         let attr = SpanAttr {
             span_id,
-            event_seq,
+            event_seq: seq,
             reserved: [0; 6],
         };
         ring.put(off, FRAME_HEADER_SIZE, bytemuck::bytes_of(&attr));

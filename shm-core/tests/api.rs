@@ -148,6 +148,8 @@ enum Rec {
     Span(SpanRecord),
     Attr([u8; 8], u16, u32, Val),
     Event(SpanEvent),
+    Link(SpanLink),
+    LinkAttr([u8; 8], u16, u32, Val),
     Log(LogRecord, String, String, Vec<(u32, Val)>),
     Business(BusinessEvent, Vec<(u32, Val)>),
     Bad(DecodeError),
@@ -171,6 +173,12 @@ fn own(r: Result<Record<'_>, DecodeError>) -> Rec {
             attr,
         }) => Rec::Attr(span_id, event_seq, attr.key, val(attr.value)),
         Ok(Record::SpanEvent(e)) => Rec::Event(e),
+        Ok(Record::SpanLink(l)) => Rec::Link(l),
+        Ok(Record::SpanLinkAttr {
+            span_id,
+            link_seq,
+            attr,
+        }) => Rec::LinkAttr(span_id, link_seq, attr.key, val(attr.value)),
         Ok(Record::Log {
             rec,
             message,
@@ -619,6 +627,75 @@ fn spans_nest_and_carry_attributes_events_and_status() {
         let t = my_table();
         assert_eq!(t.symbol(child_name.id()), "api.db");
         assert_eq!(t.symbol(k_sys.id()), "db.system");
+    });
+}
+
+#[test]
+fn spans_carry_links_and_limits_apply_per_kind() {
+    on_fresh_thread(|| {
+        let (name, k) = (Symbol::intern("api.batch"), Symbol::intern("messaging.id"));
+        let linked = SpanContext {
+            trace_id: [3; 16],
+            span_id: [4; 8],
+            sampled: true,
+        };
+        let mut s = Span::start_with_parent(name, None, false);
+        let ctx = s.context();
+        s.add_link(linked, true, &[(k, Value::Str("m-1"))]);
+        s.add_link(
+            SpanContext {
+                sampled: false,
+                ..linked
+            },
+            false,
+            &[],
+        );
+        // The default limits are 128 of each kind, counted separately.
+        for i in 0..130 {
+            s.set_attribute(k, Value::I64(i));
+        }
+        for _ in 0..129 {
+            s.add_event(name, &[]);
+        }
+        s.end();
+        let recs = my_records();
+        let rec = spans(&recs)
+            .into_iter()
+            .find(|r| r.span_id == ctx.span_id)
+            .unwrap();
+        assert_eq!(
+            (rec.attr_count, rec.event_count, rec.dropped_attrs),
+            (128, 128, 3),
+            "2 attributes and 1 event over their own limits; links not counted against them"
+        );
+        let links: Vec<SpanLink> = recs
+            .iter()
+            .filter_map(|r| if let Rec::Link(l) = r { Some(*l) } else { None })
+            .collect();
+        assert_eq!(links.len(), 2);
+        assert_eq!(
+            (
+                links[0].span_id,
+                links[0].linked_trace_id,
+                links[0].linked_span_id
+            ),
+            (ctx.span_id, [3; 16], [4; 8])
+        );
+        assert_eq!((links[0].link_seq, links[1].link_seq), (1, 2));
+        assert_eq!(links[0].flags, SPAN_FLAG_SAMPLED | SPAN_FLAG_REMOTE_PARENT);
+        assert_eq!(links[1].flags, 0);
+        let link_attrs: Vec<_> = recs
+            .iter()
+            .filter_map(|r| match r {
+                Rec::LinkAttr(id, seq, key, v) => Some((*id, *seq, *key, v.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            link_attrs,
+            [(ctx.span_id, 1, k.id(), Val::Str("m-1".into()))]
+        );
+        assert!(!recs.iter().any(|r| matches!(r, Rec::Bad(_))), "{recs:?}");
     });
 }
 

@@ -233,6 +233,14 @@ fn rust_structs() -> Vec<RustStruct> {
             event_seq,
             reserved
         }),
+        rust_struct!(SpanLink {
+            span_id,
+            linked_trace_id,
+            linked_span_id,
+            link_seq,
+            flags,
+            reserved
+        }),
         rust_struct!(LogRecord {
             ts,
             trace_id,
@@ -349,6 +357,8 @@ fn rust_constant(name: &str) -> Option<u128> {
         "KIND_SPAN" => KIND_SPAN as u128,
         "KIND_SPAN_ATTR" => KIND_SPAN_ATTR as u128,
         "KIND_SPAN_EVENT" => KIND_SPAN_EVENT as u128,
+        "KIND_SPAN_LINK" => KIND_SPAN_LINK as u128,
+        "KIND_SPAN_LINK_ATTR" => KIND_SPAN_LINK_ATTR as u128,
         "KIND_LOG" => KIND_LOG as u128,
         "KIND_BUSINESS" => KIND_BUSINESS as u128,
         "FLAG_EXEMPLAR" => FLAG_EXEMPLAR as u128,
@@ -610,6 +620,18 @@ fn record_json(position: u64, r: Result<Record<'_>, DecodeError>) -> Json {
         }),
         Ok(Record::SpanEvent(e)) => json!({
             "kind": "span_event", "span_id": hex(&e.span_id), "ts": e.ts, "name": e.name, "event_seq": e.event_seq,
+        }),
+        Ok(Record::SpanLink(l)) => json!({
+            "kind": "span_link", "span_id": hex(&l.span_id), "linked_trace_id": hex(&l.linked_trace_id),
+            "linked_span_id": hex(&l.linked_span_id), "link_seq": l.link_seq, "flags": l.flags,
+        }),
+        Ok(Record::SpanLinkAttr {
+            span_id,
+            link_seq,
+            attr,
+        }) => json!({
+            "kind": "span_link_attr", "span_id": hex(&span_id), "link_seq": link_seq,
+            "attr": value_json(attr.key, attr.value),
         }),
         Ok(Record::Log {
             rec,
@@ -1148,6 +1170,8 @@ fn short_bodies_are_malformed() {
         (KIND_SPAN, 0, 64),
         (KIND_SPAN_ATTR, 0, 32),
         (KIND_SPAN_EVENT, 0, 24),
+        (KIND_SPAN_LINK, 0, 40),
+        (KIND_SPAN_LINK_ATTR, 0, 32),
         (KIND_LOG, 0, 48),
         (KIND_BUSINESS, 0, 32),
     ] {
@@ -1175,7 +1199,7 @@ fn short_bodies_are_malformed() {
 
 #[test]
 fn unknown_kind_is_reported_not_fatal() {
-    assert_eq!(decode(11, 0, &[]), Err(DecodeError::UnknownKind(11)));
+    assert_eq!(decode(13, 0, &[]), Err(DecodeError::UnknownKind(13)));
     assert_eq!(
         decode(0xffff, 0xffff, &[1, 2, 3]),
         Err(DecodeError::UnknownKind(0xffff))
@@ -1222,6 +1246,10 @@ fn rust_writer_frames_have_the_spec_lengths() {
     want.push((KIND_SPAN_ATTR, 40));
     s.add_event(Symbol::intern("ev"), &[]);
     want.push((KIND_SPAN_EVENT, 32));
+    let other = s.context();
+    s.add_link(other, false, &[(k, Value::I64(7))]);
+    want.push((KIND_SPAN_LINK, 48));
+    want.push((KIND_SPAN_LINK_ATTR, 40));
     s.end();
     want.push((KIND_SPAN, 72));
     shmtel_core::log(

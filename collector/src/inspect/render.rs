@@ -67,6 +67,10 @@ pub enum RecordKind {
     SpanAttr,
     /// Span event.
     SpanEvent,
+    /// Span link.
+    SpanLink,
+    /// Span link attribute.
+    SpanLinkAttr,
     /// Log event.
     Log,
     /// Business metric event.
@@ -75,7 +79,7 @@ pub enum RecordKind {
 
 impl RecordKind {
     /// Every kind, in layout order.
-    pub const ALL: [RecordKind; 9] = [
+    pub const ALL: [RecordKind; 11] = [
         RecordKind::CounterAdd,
         RecordKind::GaugeSet,
         RecordKind::GaugeAdd,
@@ -85,6 +89,8 @@ impl RecordKind {
         RecordKind::SpanEvent,
         RecordKind::Log,
         RecordKind::Business,
+        RecordKind::SpanLink,
+        RecordKind::SpanLinkAttr,
     ];
 
     /// The kind of `record`.
@@ -97,6 +103,8 @@ impl RecordKind {
             Record::Span(_) => RecordKind::Span,
             Record::SpanAttr { .. } => RecordKind::SpanAttr,
             Record::SpanEvent(_) => RecordKind::SpanEvent,
+            Record::SpanLink(_) => RecordKind::SpanLink,
+            Record::SpanLinkAttr { .. } => RecordKind::SpanLinkAttr,
             Record::Log { .. } => RecordKind::Log,
             Record::Business { .. } => RecordKind::Business,
         }
@@ -112,6 +120,8 @@ impl RecordKind {
             RecordKind::Span => "span",
             RecordKind::SpanAttr => "span_attr",
             RecordKind::SpanEvent => "span_event",
+            RecordKind::SpanLink => "span_link",
+            RecordKind::SpanLinkAttr => "span_link_attr",
             RecordKind::Log => "log",
             RecordKind::Business => "business",
         }
@@ -127,6 +137,8 @@ impl RecordKind {
             RecordKind::Span => "SPAN",
             RecordKind::SpanAttr => "SPAN_ATTR",
             RecordKind::SpanEvent => "SPAN_EVENT",
+            RecordKind::SpanLink => "SPAN_LINK",
+            RecordKind::SpanLinkAttr => "SPAN_LINK_ATTR",
             RecordKind::Log => "LOG",
             RecordKind::Business => "BUSINESS",
         }
@@ -139,7 +151,11 @@ impl RecordKind {
             RecordKind::CounterAdd => "counter",
             RecordKind::GaugeSet | RecordKind::GaugeAdd => "gauge",
             RecordKind::Histogram => "histogram",
-            RecordKind::Span | RecordKind::SpanAttr | RecordKind::SpanEvent => "span",
+            RecordKind::Span
+            | RecordKind::SpanAttr
+            | RecordKind::SpanEvent
+            | RecordKind::SpanLink
+            | RecordKind::SpanLinkAttr => "span",
             RecordKind::Log => "log",
             RecordKind::Business => "business",
         }
@@ -200,7 +216,10 @@ pub fn human_duration(ns: i64) -> String {
 /// attributes.
 pub fn record_time_ns(anchor: &ClockAnchor, record: &Record<'_>) -> Option<u64> {
     let ticks = match record {
-        Record::CounterAdd { .. } | Record::SpanAttr { .. } => return None,
+        Record::CounterAdd { .. }
+        | Record::SpanAttr { .. }
+        | Record::SpanLink(_)
+        | Record::SpanLinkAttr { .. } => return None,
         Record::Histogram { exemplar, .. } => exemplar.as_ref()?.ts,
         Record::GaugeSet { ts, .. } | Record::GaugeAdd { ts, .. } => *ts,
         Record::Span(s) => s.start_ts,
@@ -531,6 +550,30 @@ pub fn write_human(out: &mut String, ctx: &RenderContext<'_>, record: &Record<'_
                 e.event_seq
             );
         }
+        Record::SpanLink(l) => {
+            let _ = write!(
+                out,
+                " span_id={} seq={} linked_trace_id={} linked_span_id={}",
+                hex(&l.span_id),
+                l.link_seq,
+                hex(&l.linked_trace_id),
+                hex(&l.linked_span_id)
+            );
+            if l.flags & SPAN_FLAG_SAMPLED != 0 {
+                out.push_str(" sampled");
+            }
+            if l.flags & SPAN_FLAG_REMOTE_PARENT != 0 {
+                out.push_str(" remote");
+            }
+        }
+        Record::SpanLinkAttr {
+            span_id,
+            link_seq,
+            attr,
+        } => {
+            let _ = write!(out, " span_id={} link={link_seq}", hex(span_id));
+            write_attr(out, table, attr);
+        }
         Record::Log {
             rec,
             message,
@@ -758,6 +801,30 @@ pub fn json_value(ctx: &RenderContext<'_>, record: &Record<'_>) -> Value {
             );
             m.insert("span_id".into(), hex(&e.span_id).into());
             m.insert("event_seq".into(), e.event_seq.into());
+        }
+        Record::SpanLink(l) => {
+            m.insert("span_id".into(), hex(&l.span_id).into());
+            m.insert("link_seq".into(), l.link_seq.into());
+            m.insert("linked_trace_id".into(), hex(&l.linked_trace_id).into());
+            m.insert("linked_span_id".into(), hex(&l.linked_span_id).into());
+            m.insert("sampled".into(), (l.flags & SPAN_FLAG_SAMPLED != 0).into());
+            m.insert(
+                "remote".into(),
+                (l.flags & SPAN_FLAG_REMOTE_PARENT != 0).into(),
+            );
+        }
+        Record::SpanLinkAttr {
+            span_id,
+            link_seq,
+            attr,
+        } => {
+            m.insert("span_id".into(), hex(span_id).into());
+            m.insert("link_seq".into(), (*link_seq).into());
+            m.insert(
+                "key".into(),
+                symbol_text(table, attr.key).into_owned().into(),
+            );
+            m.insert("value".into(), json_attr_value(&attr.value));
         }
         Record::Log {
             rec,
