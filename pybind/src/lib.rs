@@ -215,6 +215,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(span::parse_traceparent_py, m)?)?;
     m.add_function(wrap_pyfunction!(span::parse_uber_trace_id, m)?)?;
     m.add_function(wrap_pyfunction!(span::format_traceparent_py, m)?)?;
+    m.add_function(wrap_pyfunction!(propagation::extract, m)?)?;
+    m.add_function(wrap_pyfunction!(propagation::extract_tracestate, m)?)?;
+    m.add_function(wrap_pyfunction!(propagation::extract_sampling, m)?)?;
+    m.add_function(wrap_pyfunction!(propagation::inject, m)?)?;
     m.add_class::<span::Span>()?;
     m.add_class::<context::RemoteContext>()?;
     m.add_class::<metrics::Counter>()?;

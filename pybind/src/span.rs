@@ -29,7 +29,7 @@ pub fn set_sample_ratio(r: f64) -> PyResult<()> {
     Ok(())
 }
 
-fn process_ratio() -> f64 {
+pub(crate) fn process_ratio() -> f64 {
     // Ordering: Relaxed: see `set_sample_ratio`.
     f64::from_bits(SAMPLE_RATIO.load(Ordering::Relaxed))
 }

@@ -39,6 +39,8 @@ mod logs;
 #[cfg(not(loom))]
 mod metrics;
 #[cfg(not(loom))]
+pub mod propagation;
+#[cfg(not(loom))]
 pub mod reader;
 #[cfg(not(loom))]
 pub mod region;

@@ -35,6 +35,7 @@ from shmtel.observability import (
     TracingConfig,
 )
 from shmtel.prometheus import Counter, Gauge, Histogram, Summary
+from shmtel.propagation import continue_trace, extract, inject, traced
 
 if TYPE_CHECKING:
     from shmtel.asgi import setup_observability
@@ -54,12 +55,16 @@ __all__ = [
     "TracingConfig",
     "__version__",
     "build_info",
+    "continue_trace",
     "current_span",
+    "extract",
+    "inject",
     "render_process_metrics",
     "set_correlation_id",
     "set_trace_context",
     "setup_observability",
     "start_span",
+    "traced",
 ]
 
 # The fork child's region files are the writer's business (it checks the pid); only the

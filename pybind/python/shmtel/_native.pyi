@@ -6,7 +6,7 @@ live in :mod:`contextvars`, so asyncio tasks sharing a thread keep separate cont
 """
 
 import contextvars
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from os import PathLike
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeVar, final
@@ -40,6 +40,9 @@ __all__ = [
     "current_span",
     "debug",
     "error",
+    "extract",
+    "extract_sampling",
+    "extract_tracestate",
     "fatal",
     "format_traceparent",
     "get_correlation_id",
@@ -47,6 +50,7 @@ __all__ = [
     "get_trace_context",
     "info",
     "init",
+    "inject",
     "log",
     "log_enabled",
     "new_correlation_id",
@@ -207,7 +211,7 @@ def current_span() -> Span | None:
 
 def start_span(
     name: str,
-    parent: Span | str | None = None,
+    parent: Span | RemoteContext | str | None = None,
     *,
     kind: Literal["internal", "server", "client", "producer", "consumer"] = "internal",
     attributes: Mapping[str, _Field] | None = None,
@@ -215,8 +219,8 @@ def start_span(
 ) -> Span:
     """Start a span (enter it with ``with`` to make it current).
 
-    ``parent``: a Span, a W3C traceparent string (an invalid one starts a new trace, as
-    propagators do), or None: the current span, else the remote parent set by
+    ``parent``: a Span, a RemoteContext (from :func:`extract`), a W3C traceparent string (an
+    invalid one starts a new trace, as propagators do), or None: the current span, else the remote parent set by
     :func:`set_trace_context`, else a new root sampled with ``sample_ratio`` (default: the
     process ratio from :func:`set_sample_ratio`). A child follows its parent's sampled flag.
     Invalid ``kind`` -> ValueError.
@@ -308,6 +312,48 @@ def parse_uber_trace_id(value: str) -> tuple[str, str, bool] | None:
 
 def format_traceparent(trace_id: str, span_id: str, sampled: bool) -> str:
     """``00-{trace_id}-{span_id}-{01|00}`` (ValueError for invalid ids)."""
+
+_Headers = Mapping[str, Any] | Mapping[bytes, Any] | Iterable[tuple[str | bytes, str | bytes]]
+"""Request headers: a mapping (``dict``, ``httpx.Headers``, Starlette ``Headers``, a WSGI
+environ with ``HTTP_*`` keys) or ``(name, value)`` pairs (ASGI's raw ``scope["headers"]``);
+names and values ``str`` or ``bytes`` (latin-1); names case-insensitive, ``_`` read as ``-``;
+a header given twice is joined with ``,``; entries that are not strings are skipped."""
+
+_Format = Literal["w3c", "tracecontext", "b3", "b3multi", "jaeger"]
+
+def extract(headers: _Headers, *, sample_ratio: float | None = None) -> RemoteContext | None:
+    """The caller's span from request headers, to pass as ``start_span(parent=...)``: W3C
+    ``traceparent``, else B3 single (``b3``), else B3 multi (``X-B3-TraceId``, ``X-B3-SpanId``,
+    ``X-B3-Sampled``, ``X-B3-Flags``, ``X-B3-ParentSpanId``), else Jaeger ``uber-trace-id``.
+    None when none is present and valid (invalid headers are ignored, never raised: wrong
+    length, upper case in W3C and B3, all-zero ids, version ff). A B3 header without a
+    sampling decision (deferred) is decided here like a new root: TraceIdRatioBased with
+    ``sample_ratio`` on the trace id (default: the process ratio, :func:`set_sample_ratio`). TypeError if ``headers`` is
+    neither a mapping nor pairs; ValueError for a ratio outside [0, 1]."""
+
+def extract_tracestate(headers: _Headers) -> str | None:
+    """The W3C ``tracestate`` that came with a valid ``traceparent``, if valid itself (at most 32
+    members and 512 characters, keys and values as the spec says, no key twice); None
+    otherwise. Kept opaque: returned as received."""
+
+def extract_sampling(headers: _Headers) -> bool | None:
+    """A sampling decision sent without ids (``b3: 0``, ``b3: 1``, ``b3: d``, ``X-B3-Sampled``
+    or ``X-B3-Flags: 1`` without ``X-B3-TraceId``): what a new root span should do. None when
+    there is no such decision, or when :func:`extract` finds a context."""
+
+def inject(
+    headers: MutableMapping[str, str] | MutableMapping[str, Any],
+    span: Span | RemoteContext | None = None,
+    formats: Iterable[_Format] | str | None = None,
+    tracestate: str | None = None,
+) -> bool:
+    """Set the propagation headers of ``span`` (default: the current span, else the current
+    remote context) in ``headers``: ``formats`` names ``w3c`` (``traceparent``, plus
+    ``tracestate`` when given and valid; the default), ``b3`` (single header), ``b3multi``
+    (``x-b3-traceid``, ``x-b3-spanid``, ``x-b3-sampled``) and ``jaeger`` (``uber-trace-id``);
+    a str may list several, comma-separated (``OTEL_PROPAGATORS`` style). Names are written
+    lowercase; in a plain ``dict`` other spellings of them are removed first. False (and
+    nothing written) when there is no span. ValueError for an unknown format name."""
 
 # --- metrics ---------------------------------------------------------------------------------
 

@@ -3,16 +3,20 @@
 :class:`ObservabilityMiddleware` is pure ASGI (no Starlette import): it handles ``http`` scopes
 and passes ``lifespan`` and ``websocket`` through untouched. Per request it
 
-- reads ``x-correlation-id`` (or makes one with ``_native.new_correlation_id()``), W3C
-  ``traceparent`` and Jaeger ``uber-trace-id``, and makes the correlation id and a server span
-  (whose parent is the remote caller's span, when there is one) current in ``contextvars`` while
-  the app runs, so the app's own spans and logs join the trace;
+- reads ``x-correlation-id`` (or makes one with ``_native.new_correlation_id()``) and the
+  caller's trace context (W3C ``traceparent``, else B3 ``b3`` or ``X-B3-*``, else Jaeger
+  ``uber-trace-id``; see :mod:`shmtel.propagation`), and makes the correlation id and a server
+  span (whose parent is the remote caller's span, when there is one) current in ``contextvars``
+  while the app runs, so the app's own spans and logs join the trace; a B3 sampling decision
+  sent without ids (``b3: 0``) decides the new root span; a caller's W3C ``tracestate`` is
+  passed on by :func:`shmtel.propagation.inject` in the handler;
 - records ``http_requests_total{method,route,status}``, ``http_request_duration_seconds{method,
   route}`` (histogram, observed while the server span is current so a sampled span becomes the
   exemplar), ``http_requests_in_progress{method}`` (gauge, livesum) and
   ``http_requests_errors_total{method,route}`` (a 5xx status or an exception; the exception is
   also logged at ERROR with ``error_type`` and ``error_message``, then re-raised);
-- adds ``x-correlation-id`` and ``traceparent`` to the response headers;
+- adds ``x-correlation-id`` and ``traceparent`` (and the caller's valid ``tracestate``, when the
+  trace came in W3C) to the response headers;
 - answers ``GET /_metrics`` (this process's view) and ``GET /_health`` itself.
 
 The ``route`` label is the route template (``/users/{user_id}``), never the raw path, so that its
@@ -23,7 +27,8 @@ matches the path itself (cached per method and path, bounded). A request no rout
 ``<unmatched>``. Methods outside the HTTP standard ones are labelled ``_OTHER`` (OTel semconv).
 
 Cost: the metric children for each (method, route, status) are created once and kept in a dict;
-per request the middleware does one dict() of the headers, a few native calls and no regex.
+per request the middleware does one dict() of the headers, a few native calls and no regex; the
+propagation headers are parsed (in Rust) only when one is present.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from typing import Any
 from shmtel import _native
 from shmtel.observability import Observability
 from shmtel.prometheus import CONTENT_TYPE_PLAIN_0_0_4, Counter, Gauge, Histogram
+from shmtel.propagation import _tracestate_var
 
 __all__ = ["UNMATCHED", "ObservabilityMiddleware", "setup_observability"]
 
@@ -64,6 +70,13 @@ _new_correlation_id = _native.new_correlation_id
 _set_correlation_id = _native.set_correlation_id
 _start_span = _native.start_span
 _log_error = _native.error
+_extract = _native.extract
+_extract_sampling = _native.extract_sampling
+_extract_tracestate = _native.extract_tracestate
+# The headers that may carry a caller's trace context (ASGI header names are lowercase).
+_PROPAGATION_HEADERS = frozenset(
+    {b"traceparent", b"b3", b"x-b3-traceid", b"x-b3-sampled", b"x-b3-flags", b"uber-trace-id"}
+)
 
 
 class _RouteMetrics:
@@ -107,6 +120,7 @@ class ObservabilityMiddleware:
         self._metrics = observability.metrics_config.enabled
         self._service = observability.tracing_config.service_name
         self._version = observability.tracing_config.service_version
+        self._sampling_ratio = observability.tracing_config.sampling_ratio
         if self._metrics:
             self._requests = Counter(
                 "http_requests_total",
@@ -161,23 +175,29 @@ class ObservabilityMiddleware:
             cid_raw = cid.encode("ascii")
         cid_token = _set_correlation_id(cid)
 
-        trace_token = None
+        tracestate_token = None
         span: _native.Span | None = None
         recording = False
         traceparent_out = b""
+        tracestate_out = b""
         if self._tracing:
-            parent: str | None = None
-            traceparent = headers.get(b"traceparent")
-            if traceparent is not None:
-                # start_span parses it (W3C rules); an invalid header starts a new trace.
-                parent = traceparent.decode("latin-1")
-            else:
-                uber = headers.get(b"uber-trace-id")
-                if uber is not None:
-                    remote = _native.parse_uber_trace_id(uber.decode("latin-1"))
-                    if remote is not None:
-                        trace_token = _native.set_trace_context(*remote)
-            span = _start_span(raw_method, parent, kind="server")
+            parent: _native.RemoteContext | None = None
+            root_ratio: float | None = None
+            if not _PROPAGATION_HEADERS.isdisjoint(headers):
+                # The raw list: a header sent twice is joined, as HTTP says (an invalid one is
+                # ignored and a new trace starts, as propagators do).
+                raw_headers = scope["headers"]
+                parent = _extract(raw_headers, sample_ratio=self._sampling_ratio)
+                if parent is None:
+                    decision = _extract_sampling(raw_headers)
+                    if decision is not None:
+                        root_ratio = 1.0 if decision else 0.0
+                elif b"tracestate" in headers:
+                    tracestate = _extract_tracestate(raw_headers)
+                    if tracestate is not None:
+                        tracestate_out = tracestate.encode("latin-1")
+                        tracestate_token = _tracestate_var.set((parent.trace_id, tracestate))
+            span = _start_span(raw_method, parent, kind="server", sample_ratio=root_ratio)
             # Attributes only for sampled spans: most requests are not (default ratio 0.1).
             recording = span.is_recording
             if recording:
@@ -207,6 +227,8 @@ class ObservabilityMiddleware:
                 out.append((b"x-correlation-id", cid_raw))
                 if traceparent_out:
                     out.append((b"traceparent", traceparent_out))
+                    if tracestate_out:
+                        out.append((b"tracestate", tracestate_out))
                 message = dict(message)
                 message["headers"] = out
             await send(message)
@@ -259,8 +281,8 @@ class ObservabilityMiddleware:
                     span.__exit__(type(error), error, error.__traceback__)
                 else:
                     span.__exit__(None, None, None)
-            if trace_token is not None:
-                trace_token.var.reset(trace_token)
+            if tracestate_token is not None:
+                _tracestate_var.reset(tracestate_token)
             cid_token.var.reset(cid_token)
 
     def _metrics_for(self, method: str, route: str, status: int) -> _RouteMetrics:
