@@ -31,7 +31,46 @@
 //!
 //! [gauges."in_progress"]                        # per-gauge merge mode override
 //! mode = "livesum"
+//!
+//! [export]                         # span exporters; each [export.*] section enables one
+//! service_version = "1.4.2"        # service.version resource attribute (default: none)
+//! resource_attributes = { "deployment.environment" = "prod" }
+//!
+//! [export.otlp]                    # OTLP/HTTP protobuf (OTEL_EXPORTER_OTLP_* env vars override)
+//! endpoint = "http://localhost:4318"   # base URL, /v1/traces appended; http:// only (no TLS yet)
+//! headers = { "api-key" = "secret" }
+//! compression = "gzip"             # or "none"
+//! timeout_ms = 10000
+//! batch_size = 512
+//! batch_timeout_ms = 1000
+//! queue_size = 4096                # spans held; beyond, dropped and counted
+//! max_retry_elapsed_ms = 30000     # retries on 429/502/503/504/connection errors only
+//!
+//! [export.zipkin]                  # Zipkin v2 JSON; same batching/retry keys as otlp
+//! endpoint = "http://localhost:9411/api/v2/spans"
+//!
+//! [export.jsonl]                   # one JSON object per span
+//! path = "spans.jsonl"             # appended to; "-" is stdout
+//!
+//! [traces.spanmetrics]             # RED metrics from spans (like the OTel spanmetrics connector)
+//! enabled = true
+//! expiry_ms = 300000               # a series not updated for this long is removed
+//! max_series = 10000               # beyond, one series {otel_metric_overflow="true"}
+//!
+//! [traces.tail_sampling]           # decide which traces to export once they end
+//! enabled = false
+//! latency_threshold_ms = 1000      # keep traces lasting longer; 0: off
+//! ratio = 0.1                      # keep this fraction of the rest (TraceIdRatioBased rule)
+//! max_traces_per_second = 0        # cap on ratio-kept traces (0: none); errors and slow kept
+//! decision_grace_ms = 500          # wait after the root span ends for late children
+//! decision_wait_ms = 5000          # decide traces whose root never arrives after this
+//! max_pending_traces = 50000       # beyond, the oldest pending trace is decided early (counted)
+//! max_pending_spans = 500000       # spans buffered for decisions (not [limits] max_pending_spans,
+//!                                  # which bounds spans being assembled in the drain loop)
 //! ```
+//!
+//! The `[export]` keys are listed in full in [`crate::export`], the `[traces]` keys in
+//! [`crate::traces`].
 //!
 //! Relative paths in the file are relative to the file's directory; relative paths in flags and
 //! environment are relative to the working directory. Errors name the file, line and key.
@@ -457,7 +496,7 @@ struct RawGauge {
 
 impl FileConfig {
     fn parse(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
-        let raw: RawFile = toml::from_str(text).map_err(|error| ConfigError::Parse {
+        let mut raw: RawFile = toml::from_str(text).map_err(|error| ConfigError::Parse {
             file: path.to_path_buf(),
             position: error.span().map(|span| line_column(text, span.start)),
             message: error.message().to_owned(),
@@ -477,6 +516,7 @@ impl FileConfig {
         // Relative paths in the file are relative to the file.
         let base = path.parent().unwrap_or(Path::new(""));
         let anchor = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        raw.export.anchor_paths(base);
 
         let service = match raw.service {
             Some(service) => {

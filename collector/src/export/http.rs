@@ -1,0 +1,221 @@
+//! The HTTP transport of the OTLP and Zipkin exporters: one blocking POST per attempt (ureq,
+//! keep-alive), with the status classified as the OTLP/HTTP specification says.
+//!
+//! Plain `http://` only for now: TLS would need a TLS stack in the collector (ureq's `rustls`
+//! feature); `https://` endpoints are refused when the configuration is checked.
+
+use std::io::Write;
+use std::time::Duration;
+
+use super::sender::{Outcome, Transport};
+
+/// POSTs bodies to one URL.
+pub struct HttpTransport {
+    agent: ureq::Agent,
+    url: String,
+    content_type: &'static str,
+    headers: Vec<(String, String)>,
+    gzip: bool,
+}
+
+impl HttpTransport {
+    /// A transport posting `content_type` bodies to `url` with extra `headers`, gzip-compressed
+    /// when `gzip`, each attempt bounded by `timeout`.
+    pub fn new(
+        url: &str,
+        content_type: &'static str,
+        headers: Vec<(String, String)>,
+        gzip: bool,
+        timeout: Duration,
+    ) -> Result<HttpTransport, String> {
+        check_url(url)?;
+        for (k, v) in &headers {
+            ureq::http::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("invalid header name {k:?}"))?;
+            ureq::http::HeaderValue::from_str(v)
+                .map_err(|_| format!("invalid value of header {k:?}"))?;
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .user_agent(concat!("shmtel/", env!("CARGO_PKG_VERSION")))
+            .max_idle_connections(2)
+            // Loopback and in-cluster backends: an HTTP_PROXY meant for other tools must not
+            // capture the collector's exports.
+            .proxy(None)
+            .build()
+            .into();
+        Ok(HttpTransport {
+            agent,
+            url: url.to_owned(),
+            content_type,
+            headers,
+            gzip,
+        })
+    }
+}
+
+/// Check that `url` is an `http://` URL with a host.
+pub fn check_url(url: &str) -> Result<(), String> {
+    if url.starts_with("https://") {
+        return Err(format!(
+            "{url}: https is not supported yet (no TLS in the collector); use http:// \
+             (e.g. to a local OpenTelemetry Collector)"
+        ));
+    }
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: not an http:// URL"))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() {
+        return Err(format!("{url}: no host"));
+    }
+    url.parse::<ureq::http::Uri>()
+        .map_err(|e| format!("{url}: {e}"))?;
+    Ok(())
+}
+
+impl Transport for HttpTransport {
+    fn prepare(&mut self, body: Vec<u8>) -> Vec<u8> {
+        if !self.gzip {
+            return body;
+        }
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4 + 64),
+            flate2::Compression::fast(),
+        );
+        // Writing into a Vec cannot fail.
+        let _ = enc.write_all(&body);
+        enc.finish().unwrap_or_default()
+    }
+
+    fn send(&mut self, body: &[u8]) -> Outcome {
+        let mut req = self
+            .agent
+            .post(&self.url)
+            .header("content-type", self.content_type);
+        if self.gzip {
+            req = req.header("content-encoding", "gzip");
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        match req.send(body) {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+                // Read (and discard) the body so the connection can be reused.
+                let detail = resp
+                    .body_mut()
+                    .with_config()
+                    .limit(64 * 1024)
+                    .read_to_vec()
+                    .unwrap_or_default();
+                classify(status, retry_after, &detail)
+            }
+            Err(e) => {
+                use ureq::Error as E;
+                match e {
+                    E::Io(_)
+                    | E::Timeout(_)
+                    | E::HostNotFound
+                    | E::ConnectionFailed
+                    | E::Protocol(_)
+                    | E::BodyStalled => Outcome::Retry {
+                        after: None,
+                        why: e.to_string(),
+                    },
+                    other => Outcome::Fail(other.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// The OTLP/HTTP rules: 2xx delivered; 429, 502, 503, 504 retryable (after `Retry-After` when
+/// given); anything else is a permanent failure.
+pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Outcome {
+    match status {
+        200..=299 => Outcome::Done,
+        429 | 502 | 503 | 504 => Outcome::Retry {
+            after: retry_after,
+            why: format!("HTTP {status}"),
+        },
+        _ => {
+            let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+            Outcome::Fail(format!("HTTP {status}: {}", text.trim()))
+        }
+    }
+}
+
+/// `Retry-After` as delay-seconds (an HTTP date is not understood and ignored: the exporter
+/// then uses its own backoff).
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_as_otlp_says() {
+        assert_eq!(classify(200, None, b""), Outcome::Done);
+        assert_eq!(classify(202, None, b""), Outcome::Done);
+        for s in [429, 502, 503, 504] {
+            assert!(
+                matches!(classify(s, None, b""), Outcome::Retry { .. }),
+                "{s}"
+            );
+        }
+        for s in [400, 401, 403, 404, 413, 500, 501] {
+            assert!(matches!(classify(s, None, b""), Outcome::Fail(_)), "{s}");
+        }
+        assert_eq!(
+            classify(503, Some(Duration::from_secs(2)), b""),
+            Outcome::Retry {
+                after: Some(Duration::from_secs(2)),
+                why: "HTTP 503".into()
+            }
+        );
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("-1"), None);
+    }
+
+    #[test]
+    fn urls() {
+        assert!(check_url("http://127.0.0.1:4318/v1/traces").is_ok());
+        assert!(check_url("http://collector/v1/traces").is_ok());
+        assert!(check_url("https://collector/v1/traces")
+            .unwrap_err()
+            .contains("https"));
+        assert!(check_url("collector:4318").is_err());
+        assert!(check_url("http:///v1/traces").is_err());
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        let mut t = HttpTransport::new(
+            "http://127.0.0.1:1/x",
+            "application/json",
+            vec![],
+            true,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let body = t.prepare(b"hello hello hello".to_vec());
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut out)
+            .unwrap();
+        assert_eq!(out, "hello hello hello");
+    }
+}
