@@ -24,7 +24,7 @@ use shmtel_core::reader::{scan_dir, DecodeError, Record, RingReader, RingStats, 
 use shmtel_core::region::{process_alive, RegionError, RegionName};
 
 use crate::aggregate::{Aggregator, ResolveError, StoredExemplar};
-use crate::sinks::{EventData, LogData, LogSink, Origin, OwnedValue, SpanData, SpanSink};
+use crate::sinks::{EventData, LinkData, LogData, LogSink, Origin, OwnedValue, SpanData, SpanSink};
 
 /// Record kinds counted in `shmtel_records_drained_total{kind}`.
 pub const RECORD_KINDS: [&str; 9] = [
@@ -184,6 +184,7 @@ struct ProcState {
 struct PendingSpan {
     attributes: Vec<(String, OwnedValue)>,
     events: Vec<EventData>,
+    links: Vec<LinkData>,
     first_seen: Option<Instant>,
 }
 
@@ -698,6 +699,24 @@ fn materialize(p: &mut ProcState, agg: &mut Aggregator, stats: &mut SelfStats) {
     }
 }
 
+/// The pending link with 1-based `seq` (created empty up to it); None for a sequence outside
+/// what a writer can produce (its limits are u16 counts; 4096 bounds a hostile ring's cost).
+fn link_slot(links: &mut Vec<LinkData>, seq: u16) -> Option<&mut LinkData> {
+    let seq = seq as usize;
+    if !(1..=4096).contains(&seq) {
+        return None;
+    }
+    while links.len() < seq {
+        links.push(LinkData {
+            trace_id: [0; 16],
+            span_id: [0; 8],
+            flags: 0,
+            attributes: Vec::new(),
+        });
+    }
+    links.get_mut(seq - 1)
+}
+
 fn symbol(table: &mut Option<TableReader>, id: u32) -> String {
     let Some(t) = table.as_mut() else {
         return String::new();
@@ -809,6 +828,12 @@ fn drain_ring(
                         end_ns: anchor.to_wall_ns(s.end_ts),
                         attributes: p.attributes,
                         events: p.events,
+                        // A link whose frame was lost (ring full) left only its attributes.
+                        links: p
+                            .links
+                            .into_iter()
+                            .filter(|l| l.span_id != [0; 8])
+                            .collect(),
                         dropped: s.dropped_attrs as u32,
                     };
                     let (last, rest) = span_sinks.split_last_mut().expect("non-empty");
@@ -841,8 +866,44 @@ fn drain_ring(
                     ev.attributes.push(kv);
                 }
             }
-            Record::SpanLink(_) | Record::SpanLinkAttr { .. } => {
+            Record::SpanLink(l) => {
                 stats.links += 1;
+                if span_sinks.is_empty() {
+                    return;
+                }
+                let key = (pid, start, l.span_id);
+                if !pending.contains_key(&key) && pending.len() >= max_pending {
+                    stats.pending_overflow += 1;
+                    return;
+                }
+                let p = pending.entry(key).or_default();
+                p.first_seen.get_or_insert_with(Instant::now);
+                if let Some(link) = link_slot(&mut p.links, l.link_seq) {
+                    link.trace_id = l.linked_trace_id;
+                    link.span_id = l.linked_span_id;
+                    link.flags = l.flags;
+                }
+            }
+            Record::SpanLinkAttr {
+                span_id,
+                link_seq,
+                attr,
+            } => {
+                stats.links += 1;
+                if span_sinks.is_empty() {
+                    return;
+                }
+                let key = (pid, start, span_id);
+                if !pending.contains_key(&key) && pending.len() >= max_pending {
+                    stats.pending_overflow += 1;
+                    return;
+                }
+                let kv = (symbol(table, attr.key), OwnedValue::from_attr(&attr.value));
+                let p = pending.entry(key).or_default();
+                p.first_seen.get_or_insert_with(Instant::now);
+                if let Some(link) = link_slot(&mut p.links, link_seq) {
+                    link.attributes.push(kv);
+                }
             }
             Record::SpanEvent(ev) => {
                 stats.drained[6] += 1;

@@ -73,6 +73,19 @@ pub struct EventData {
     pub attributes: Vec<(String, OwnedValue)>,
 }
 
+/// A link from a span to another span (possibly of another trace).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkData {
+    /// Trace id of the linked span.
+    pub trace_id: [u8; 16],
+    /// Span id of the linked span.
+    pub span_id: [u8; 8],
+    /// Flags of the linked context (sampled, remote), as in [`SpanData::flags`].
+    pub flags: u8,
+    /// Attributes.
+    pub attributes: Vec<(String, OwnedValue)>,
+}
+
 /// A finished span with everything recorded about it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SpanData {
@@ -100,7 +113,9 @@ pub struct SpanData {
     pub attributes: Vec<(String, OwnedValue)>,
     /// Events.
     pub events: Vec<EventData>,
-    /// Attributes and events dropped (limits, full ring, late arrival).
+    /// Links.
+    pub links: Vec<LinkData>,
+    /// Attributes, events and links dropped (limits, full ring, late arrival).
     pub dropped: u32,
 }
 

@@ -170,33 +170,21 @@ fn parse_status(status: &str) -> PyResult<SpanStatus> {
 
 /// Start a span; see the stub for the parent rules.
 #[pyfunction]
-#[pyo3(signature = (name, parent = None, *, kind = "internal", attributes = None, sample_ratio = None))]
+#[pyo3(signature = (name, parent = None, *, kind = "internal", attributes = None, links = None, sample_ratio = None))]
 pub fn start_span<'py>(
     py: Python<'py>,
     name: &Bound<'py, PyString>,
     parent: Option<&Bound<'py, PyAny>>,
     kind: &str,
     attributes: Option<&Bound<'py, PyDict>>,
+    links: Option<&Bound<'py, PyAny>>,
     sample_ratio: Option<f64>,
 ) -> PyResult<Bound<'py, Span>> {
     let kind = parse_kind(kind)?;
     let sym = symbol(name);
     let parent_ctx: Option<(SpanContext, bool)> = match parent {
-        Some(p) => {
-            if let Ok(s) = p.cast::<Span>() {
-                Some((s.get().ctx, false))
-            } else if let Ok(s) = p.cast::<PyString>() {
-                // An invalid header starts a new trace, as propagators do.
-                parse_traceparent(&s.to_string_lossy()).map(|c| (c, true))
-            } else if let Ok(r) = p.cast::<context::RemoteContext>() {
-                Some((r.get().ctx, true))
-            } else {
-                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                    "parent must be a Span, a traceparent str or None, not {}",
-                    p.get_type().name()?
-                )));
-            }
-        }
+        // An invalid traceparent starts a new trace, as propagators do.
+        Some(p) => context_of(p, "parent")?,
         None => match context::current(py) {
             Current::Local(s) => Some((s.get().ctx, false)),
             Current::Remote(c) => Some((c, true)),
@@ -220,19 +208,32 @@ pub fn start_span<'py>(
     };
     core.set_kind(kind);
     let ctx = core.context();
-    if let (Some(attrs), true) = (attributes, ctx.sampled) {
-        let mut scratch = Scratch::default();
-        let mut pending: Vec<(Symbol, crate::values::Field<'_>)> = Vec::with_capacity(attrs.len());
-        let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> = attrs.iter().collect();
-        for (k, v) in &items {
-            let key = match k.cast::<PyString>() {
-                Ok(k) => symbol(k),
-                Err(_) => symbol_of_text(&crate::values::display(k)),
-            };
-            pending.push((key, field(v, &mut scratch)));
-        }
-        for (k, f) in pending {
-            core.set_attribute(k, scratch.value(f));
+    if ctx.sampled {
+        with_attrs(attributes, |values| {
+            for (k, v) in values {
+                core.set_attribute(*k, *v);
+            }
+        });
+        if let Some(links) = links {
+            for item in links.try_iter()? {
+                let item = item?;
+                // A link is a context, or a (context, attributes) pair.
+                let (target, attrs) = match item.cast::<pyo3::types::PyTuple>() {
+                    Ok(t) if t.len() == 2 => (t.get_item(0)?, Some(t.get_item(1)?)),
+                    _ => (item, None),
+                };
+                let attrs = attrs
+                    .map(|a| a.cast_into::<PyDict>())
+                    .transpose()
+                    .map_err(|_| {
+                        pyo3::exceptions::PyTypeError::new_err("a link's attributes must be a dict")
+                    })?;
+                if let Some((linked, remote)) = context_of(&target, "link")? {
+                    with_attrs(attrs.as_ref(), |values| {
+                        core.add_link(linked, remote, values)
+                    });
+                }
+            }
         }
     }
     let parent_id = parent_ctx.map(|(c, _)| c.span_id);
@@ -328,24 +329,33 @@ impl Span {
         if !this.ctx.sampled {
             return Ok(slf.clone());
         }
-        let mut scratch = Scratch::default();
-        let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> =
-            attributes.map(|a| a.iter().collect()).unwrap_or_default();
-        let mut pending = Vec::with_capacity(items.len());
-        for (k, v) in &items {
-            let key = match k.cast::<PyString>() {
-                Ok(k) => symbol(k),
-                Err(_) => symbol_of_text(&crate::values::display(k)),
-            };
-            pending.push((key, field(v, &mut scratch)));
+        with_attrs(attributes, |values| {
+            if let Some(core) = this.lock().core.as_mut() {
+                core.add_event(symbol(name), values);
+            }
+        });
+        Ok(slf.clone())
+    }
+
+    /// Link another span: a Span, a RemoteContext (from `extract`) or a traceparent str.
+    #[pyo3(signature = (context, attributes = None))]
+    fn add_link<'py>(
+        slf: &Bound<'py, Self>,
+        context: &Bound<'py, PyAny>,
+        attributes: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, Self>> {
+        let this = slf.get();
+        let Some((linked, remote)) = context_of(context, "link")? else {
+            return Ok(slf.clone());
+        };
+        if !this.ctx.sampled {
+            return Ok(slf.clone());
         }
-        let values: Vec<(Symbol, shmtel_core::Value<'_>)> = pending
-            .iter()
-            .map(|(k, f)| (*k, scratch.value(*f)))
-            .collect();
-        if let Some(core) = this.lock().core.as_mut() {
-            core.add_event(symbol(name), &values);
-        }
+        with_attrs(attributes, |values| {
+            if let Some(core) = this.lock().core.as_mut() {
+                core.add_link(linked, remote, values);
+            }
+        });
         Ok(slf.clone())
     }
 
@@ -466,4 +476,45 @@ pub fn format_traceparent_py(trace_id: &str, span_id: &str, sampled: bool) -> Py
         span_id,
         sampled,
     }))
+}
+
+/// The span context `obj` names (a Span, a RemoteContext or a traceparent str) and whether it
+/// is remote; None for an invalid traceparent (ignored, as propagators do). `what` names the
+/// argument in the TypeError for other types.
+fn context_of(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<(SpanContext, bool)>> {
+    if let Ok(s) = obj.cast::<Span>() {
+        Ok(Some((s.get().ctx, false)))
+    } else if let Ok(s) = obj.cast::<PyString>() {
+        Ok(parse_traceparent(&s.to_string_lossy()).map(|c| (c, true)))
+    } else if let Ok(r) = obj.cast::<context::RemoteContext>() {
+        Ok(Some((r.get().ctx, true)))
+    } else {
+        Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "{what} must be a Span, a RemoteContext or a traceparent str, not {}",
+            obj.get_type().name()?
+        )))
+    }
+}
+
+/// Run `f` with `attributes` as typed values (keys interned; other key types str()'d).
+fn with_attrs<R>(
+    attributes: Option<&Bound<'_, PyDict>>,
+    f: impl FnOnce(&[(Symbol, shmtel_core::Value<'_>)]) -> R,
+) -> R {
+    let mut scratch = Scratch::default();
+    let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> =
+        attributes.map(|a| a.iter().collect()).unwrap_or_default();
+    let mut pending = Vec::with_capacity(items.len());
+    for (k, v) in &items {
+        let key = match k.cast::<PyString>() {
+            Ok(k) => symbol(k),
+            Err(_) => symbol_of_text(&crate::values::display(k)),
+        };
+        pending.push((key, field(v, &mut scratch)));
+    }
+    let values: Vec<(Symbol, shmtel_core::Value<'_>)> = pending
+        .iter()
+        .map(|(k, f)| (*k, scratch.value(*f)))
+        .collect();
+    f(&values)
 }

@@ -87,6 +87,42 @@ def test_attributes_events_status(regions: Regions, uid: str) -> None:
     assert events == ["cache_miss", "plain"]
 
 
+def test_links_from_spans_remote_contexts_and_traceparents(regions: Regions, uid: str) -> None:
+    with start_span(f"message_{uid}") as message:
+        pass
+    remote = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with start_span(
+        f"batch_{uid}", links=[message, (remote, {"messaging.batch.index": 1})]
+    ) as batch:
+        assert batch.add_link(extract_ctx(remote), {"k": "v"}) is batch
+        batch.add_link("not a traceparent")  # ignored, as propagators ignore invalid headers
+        with pytest.raises(TypeError, match="link must be"):
+            batch.add_link(42)  # type: ignore[arg-type]
+    links = [r for r in regions.records("span_link") if r["span_id"] == batch.span_id]
+    assert [(r["link_seq"], r["linked_trace_id"], r["linked_span_id"]) for r in links] == [
+        (1, message.trace_id, message.span_id),
+        (2, "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"),
+        (3, "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"),
+    ]
+    assert [(r["sampled"], r["remote"]) for r in links] == [
+        (True, False),
+        (True, True),
+        (True, True),
+    ]
+    link_attrs = [
+        (r["link_seq"], r["key"], r["value"])
+        for r in regions.records("span_link_attr")
+        if r["span_id"] == batch.span_id
+    ]
+    assert link_attrs == [(2, "messaging.batch.index", 1), (3, "k", "v")]
+
+
+def extract_ctx(traceparent: str) -> _native.RemoteContext:
+    ctx = _native.extract({"traceparent": traceparent})
+    assert ctx is not None
+    return ctx
+
+
 @pytest.mark.parametrize("status", ["ok", "OK", "error", "Unset"])
 def test_set_status_values(status: str) -> None:
     with start_span("status") as span:

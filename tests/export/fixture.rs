@@ -10,6 +10,11 @@ pub const REMOTE_TRACE: [u8; 16] = [
 ];
 pub const REMOTE_PARENT: [u8; 8] = [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7];
 
+/// The span the server span links to (e.g. the message that caused the request).
+pub const LINKED_TRACE: [u8; 16] = [0x11; 16];
+/// See [`LINKED_TRACE`].
+pub const LINKED_SPAN: [u8; 8] = [0x22; 8];
+
 /// Wall-clock ns now.
 pub fn now_ns() -> u64 {
     SystemTime::now()

@@ -26,7 +26,7 @@ use prost::Message;
 use serde_json::{json, Value};
 use shmtel_e2e::*;
 
-use fixture::{hex, REMOTE_PARENT, REMOTE_TRACE, SERVICE};
+use fixture::{hex, LINKED_SPAN, LINKED_TRACE, REMOTE_PARENT, REMOTE_TRACE, SERVICE};
 use receiver::Receiver;
 
 /// Slack between the writer's clock-derived span times and its own SystemTime readings.
@@ -353,6 +353,22 @@ fn otlp_exports_every_field() {
         "sampled, parent known to be remote"
     );
     check_times(s, &w);
+    assert_eq!(s.links.len(), 1, "the server span's link");
+    let link = &s.links[0];
+    assert_eq!(
+        (link.trace_id.as_slice(), link.span_id.as_slice()),
+        (LINKED_TRACE.as_slice(), LINKED_SPAN.as_slice())
+    );
+    assert_eq!(link.flags, 0x01 | 0x100 | 0x200, "sampled, remote");
+    assert_eq!(link.attributes.len(), 1);
+    assert_eq!(link.attributes[0].key, "messaging.message.id");
+    assert_eq!(
+        link.attributes[0]
+            .value
+            .as_ref()
+            .and_then(|v| v.value.clone()),
+        Some(V::StringValue("m-42".into()))
+    );
     let st = s.status.as_ref().expect("a status");
     assert_eq!((st.code, st.message.as_str()), (2, "upstream timeout"));
     let a = &s.attributes;
@@ -688,6 +704,11 @@ fn jsonl_file_holds_one_object_per_span() {
     let s = by_id[w.server.1.as_str()];
     assert_eq!(s["traceId"], hex(&REMOTE_TRACE));
     assert_eq!(s["parentSpanId"], hex(&REMOTE_PARENT));
+    assert_eq!(
+        s["links"],
+        json!([{"traceId": hex(&LINKED_TRACE), "spanId": hex(&LINKED_SPAN), "sampled": true,
+                "remote": true, "attributes": {"messaging.message.id": "m-42"}}])
+    );
     assert_eq!(s["name"], "GET /items/{id}");
     assert_eq!(s["kind"], 2);
     assert_eq!(s["flags"], 0x301);

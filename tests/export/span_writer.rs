@@ -8,7 +8,7 @@ mod fixture;
 
 use std::time::Duration;
 
-use fixture::{hex, now_ns, REMOTE_PARENT, REMOTE_TRACE, SERVICE};
+use fixture::{hex, now_ns, LINKED_SPAN, LINKED_TRACE, REMOTE_PARENT, REMOTE_TRACE, SERVICE};
 use serde_json::json;
 use shmtel_core::{Span, SpanContext, SpanKind, SpanStatus, Symbol, Value};
 
@@ -42,6 +42,15 @@ fn main() {
     server.set_attribute(
         sym("otel.status_description"),
         Value::Str("upstream timeout"),
+    );
+    server.add_link(
+        SpanContext {
+            trace_id: LINKED_TRACE,
+            span_id: LINKED_SPAN,
+            sampled: true,
+        },
+        true,
+        &[(sym("messaging.message.id"), Value::Str("m-42"))],
     );
     server.add_event(
         sym("cache.miss"),

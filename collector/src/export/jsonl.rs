@@ -11,6 +11,8 @@
 //!  "startTimeUnixNano":1700000000000000000,"endTimeUnixNano":1700000000250000000,
 //!  "attributes":{"http.route":"/users/{id}"},
 //!  "events":[{"name":"exception","timeUnixNano":1700000000100000000,"attributes":{}}],
+//!  "links":[{"traceId":"<32 hex>","spanId":"<16 hex>","sampled":true,"remote":false,
+//!            "attributes":{}}],
 //!  "droppedAttributesCount":0,"status":{"code":2,"message":"boom"}}
 //! ```
 //!
@@ -24,7 +26,7 @@ use std::io::Write;
 use std::path::Path;
 
 use serde_json::{json, Map, Value};
-use shmtel_core::layout::span_status;
+use shmtel_core::layout::{span_status, SPAN_FLAG_REMOTE_PARENT, SPAN_FLAG_SAMPLED};
 
 use super::otlp::{span_flags, take_status_description, SCOPE_NAME};
 use super::resource::ResourceInfo;
@@ -73,6 +75,13 @@ impl JsonlEncoder {
                 "name": e.name,
                 "timeUnixNano": e.time_ns,
                 "attributes": object(&e.attributes),
+            })).collect::<Vec<_>>(),
+            "links": s.links.iter().map(|l| json!({
+                "traceId": hex(&l.trace_id),
+                "spanId": hex(&l.span_id),
+                "sampled": l.flags & SPAN_FLAG_SAMPLED != 0,
+                "remote": l.flags & SPAN_FLAG_REMOTE_PARENT != 0,
+                "attributes": object(&l.attributes),
             })).collect::<Vec<_>>(),
             "droppedAttributesCount": s.dropped,
             "status": {"code": s.status, "message": message},
@@ -149,11 +158,17 @@ impl Transport for LineWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sinks::{EventData, Origin};
+    use crate::sinks::{EventData, LinkData, Origin};
 
     #[test]
     fn a_span_as_a_line() {
         let s = SpanData {
+            links: vec![LinkData {
+                trace_id: [0x0a; 16],
+                span_id: [0x0b; 8],
+                flags: 3,
+                attributes: vec![("m".into(), OwnedValue::I64(4))],
+            }],
             origin: Origin {
                 service: "api".into(),
                 pid: 42,
@@ -208,6 +223,8 @@ mod tests {
                 "endTimeUnixNano": 20,
                 "attributes": {"a": [1, 2]},
                 "events": [{"name": "e", "timeUnixNano": 15, "attributes": {"k": true}}],
+                "links": [{"traceId": "0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a", "spanId": "0b0b0b0b0b0b0b0b",
+                           "sampled": true, "remote": true, "attributes": {"m": 4}}],
                 "droppedAttributesCount": 1,
                 "status": {"code": 2, "message": "bad"}
             })

@@ -24,7 +24,7 @@ use shmtel_core::layout::{span_status, SPAN_FLAG_REMOTE_PARENT, SPAN_FLAG_SAMPLE
 
 use super::resource::ResourceInfo;
 use super::sender::Encoder;
-use crate::sinks::{OwnedValue, SpanData};
+use crate::sinks::{LinkData, OwnedValue, SpanData};
 
 /// The instrumentation scope of every exported span.
 pub const SCOPE_NAME: &str = "shmtel";
@@ -115,6 +115,26 @@ pub fn take_status_description(attrs: &mut Vec<(String, OwnedValue)>) -> Option<
     })
 }
 
+/// One link as an OTLP message (flags: the linked context's W3C sampled bit, with its
+/// remote-ness known and set as the proto documents).
+fn link_message(l: LinkData) -> span::Link {
+    let mut flags = FLAG_HAS_IS_REMOTE;
+    if l.flags & SPAN_FLAG_SAMPLED != 0 {
+        flags |= 0x01;
+    }
+    if l.flags & SPAN_FLAG_REMOTE_PARENT != 0 {
+        flags |= FLAG_IS_REMOTE;
+    }
+    span::Link {
+        trace_id: l.trace_id.to_vec(),
+        span_id: l.span_id.to_vec(),
+        trace_state: String::new(),
+        attributes: key_values(l.attributes),
+        dropped_attributes_count: 0,
+        flags,
+    }
+}
+
 /// One span as an OTLP message.
 pub fn span_message(mut s: SpanData) -> Span {
     let description = take_status_description(&mut s.attributes);
@@ -150,7 +170,7 @@ pub fn span_message(mut s: SpanData) -> Span {
             })
             .collect(),
         dropped_events_count: 0,
-        links: Vec::new(),
+        links: s.links.into_iter().map(link_message).collect(),
         dropped_links_count: 0,
         status: Some(Status {
             message,
@@ -230,6 +250,20 @@ mod tests {
 
     fn sample() -> SpanData {
         SpanData {
+            links: vec![
+                LinkData {
+                    trace_id: [0x0a; 16],
+                    span_id: [0x0b; 8],
+                    flags: SPAN_FLAG_SAMPLED | SPAN_FLAG_REMOTE_PARENT,
+                    attributes: vec![("messaging.id".into(), OwnedValue::Str("m-1".into()))],
+                },
+                LinkData {
+                    trace_id: [0x0c; 16],
+                    span_id: [0x0d; 8],
+                    flags: 0,
+                    attributes: Vec::new(),
+                },
+            ],
             origin: Origin {
                 service: "api".into(),
                 pid: 42,
@@ -318,6 +352,17 @@ mod tests {
             ("z", None)
         );
         assert_eq!(val(&a[7].value), Some(&V::StringValue("{nope".into())));
+        assert_eq!(m.links.len(), 2);
+        assert_eq!(
+            (
+                m.links[0].trace_id.as_slice(),
+                m.links[0].span_id.as_slice()
+            ),
+            ([0x0a; 16].as_slice(), [0x0b; 8].as_slice())
+        );
+        assert_eq!(m.links[0].flags, 0x01 | FLAG_HAS_IS_REMOTE | FLAG_IS_REMOTE);
+        assert_eq!(m.links[0].attributes[0].key, "messaging.id");
+        assert_eq!(m.links[1].flags, FLAG_HAS_IS_REMOTE, "unsampled, local");
         assert_eq!(m.events.len(), 1);
         assert_eq!(m.events[0].name, "exception");
         assert_eq!(m.events[0].time_unix_nano, 1_700_000_000_100_000_000);

@@ -312,6 +312,7 @@ mod tests {
 
     fn span(i: u64) -> SpanData {
         SpanData {
+            links: Vec::new(),
             origin: Origin {
                 service: "svc".into(),
                 pid: 1,

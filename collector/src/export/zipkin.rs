@@ -143,6 +143,7 @@ mod tests {
 
     fn sample() -> SpanData {
         SpanData {
+            links: Vec::new(),
             origin: Origin {
                 service: "api".into(),
                 pid: 42,

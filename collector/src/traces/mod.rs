@@ -198,6 +198,7 @@ pub(crate) mod testutil {
         trace_id[..8].copy_from_slice(&0x0123_4567_89ab_cdefu64.to_be_bytes());
         trace_id[8..].copy_from_slice(&t.to_be_bytes());
         SpanData {
+            links: Vec::new(),
             origin: Origin {
                 service: "svc".into(),
                 pid: 1,

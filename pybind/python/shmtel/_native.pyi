@@ -9,12 +9,13 @@ import contextvars
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from os import PathLike
 from types import TracebackType
-from typing import Any, Final, Literal, Self, TypeVar, final
+from typing import Any, Final, Literal, Self, TypeAlias, TypeVar, final
 
 from typing_extensions import disjoint_base
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _Field = Any  # str, int, float, bool, None, dict/list/tuple (JSON) or anything with __str__
+_LinkTarget: TypeAlias = "Span | RemoteContext | str"
 
 __all__ = [
     "Counter",
@@ -215,9 +216,13 @@ def start_span(
     *,
     kind: Literal["internal", "server", "client", "producer", "consumer"] = "internal",
     attributes: Mapping[str, _Field] | None = None,
+    links: Iterable[_LinkTarget | tuple[_LinkTarget, Mapping[str, _Field]]] | None = None,
     sample_ratio: float | None = None,
 ) -> Span:
     """Start a span (enter it with ``with`` to make it current).
+
+    ``links``: other spans this one relates to (a batch's messages, a retried request), each a
+    Span, a RemoteContext or a traceparent string, optionally paired with attributes.
 
     ``parent``: a Span, a RemoteContext (from :func:`extract`), a W3C traceparent string (an
     invalid one starts a new trace, as propagators do), or None: the current span, else the remote parent set by
@@ -261,6 +266,11 @@ class Span:
         """Set several attributes."""
     def add_event(self, name: str, attributes: Mapping[str, _Field] | None = None) -> Span:
         """Add a timestamped event with attributes."""
+    def add_link(
+        self, context: _LinkTarget, attributes: Mapping[str, _Field] | None = None
+    ) -> Span:
+        """Link another span (a Span, a RemoteContext or a traceparent string; an invalid
+        traceparent is ignored). Past the per-span limit (128) links are counted as dropped."""
     def set_status(self, status: str, description: str = "") -> Span:
         """``"ok"``, ``"error"`` or ``"unset"`` (any case; ValueError otherwise). A
         description is kept as the attribute ``otel.status_description``."""

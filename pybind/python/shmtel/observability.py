@@ -298,6 +298,9 @@ class NoopSpan:
     def add_event(self, name: str, attributes: Mapping[str, object] | None = None) -> NoopSpan:
         return self
 
+    def add_link(self, context: object, attributes: Mapping[str, object] | None = None) -> NoopSpan:
+        return self
+
     def set_status(self, status: str, description: str = "") -> NoopSpan:
         if not isinstance(status, str) or status.lower() not in ("ok", "error", "unset"):
             raise ValueError(f"span status must be 'ok', 'error' or 'unset', got {status!r}")
