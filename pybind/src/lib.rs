@@ -42,15 +42,22 @@ fn config_in_force() -> shmtel_core::Config {
 
 /// Set the writer configuration before first use; False if one is already in force.
 #[pyfunction]
-#[pyo3(signature = (*, service = None, dir = None, ring_bytes = None, max_series = None, max_span_attributes = None, max_message_bytes = None))]
+#[pyo3(signature = (*, service = None, dir = None, ring_bytes = None, max_series = None, max_span_attributes = None, max_span_events = None, max_span_links = None, max_message_bytes = None))]
+#[allow(clippy::too_many_arguments)]
 fn init(
     service: Option<String>,
     dir: Option<PathBuf>,
     ring_bytes: Option<i64>,
     max_series: Option<i64>,
     max_span_attributes: Option<i64>,
+    max_span_events: Option<i64>,
+    max_span_links: Option<i64>,
     max_message_bytes: Option<i64>,
 ) -> PyResult<bool> {
+    let span_limit = |what: &str, v: i64| -> PyResult<u16> {
+        u16::try_from(v)
+            .map_err(|_| PyValueError::new_err(format!("{what} must be within 0..=65535, got {v}")))
+    };
     let positive = |what: &str, v: i64, max: i64| -> PyResult<usize> {
         if v <= 0 || v > max {
             return Err(PyValueError::new_err(format!(
@@ -81,12 +88,13 @@ fn init(
         c.max_series = positive("max_series", v, u32::MAX as i64)?;
     }
     if let Some(v) = max_span_attributes {
-        if !(0..=u16::MAX as i64).contains(&v) {
-            return Err(PyValueError::new_err(format!(
-                "max_span_attributes must be within 0..=65535, got {v}"
-            )));
-        }
-        c.max_span_attributes = v as u16;
+        c.max_span_attributes = span_limit("max_span_attributes", v)?;
+    }
+    if let Some(v) = max_span_events {
+        c.max_span_events = span_limit("max_span_events", v)?;
+    }
+    if let Some(v) = max_span_links {
+        c.max_span_links = span_limit("max_span_links", v)?;
     }
     if let Some(v) = max_message_bytes {
         c.max_message_bytes = positive("max_message_bytes", v, 1 << 30)?;

@@ -294,6 +294,21 @@ impl Span {
         }
     }
 
+    /// Record an error as OpenTelemetry records exceptions: an `exception` event with
+    /// `exception.type`, `exception.message` and, when given, `exception.stacktrace`; the
+    /// status becomes error. (Interns its names: meant for the error path, not a hot loop.)
+    pub fn record_exception(&mut self, type_name: &str, message: &str, stacktrace: Option<&str>) {
+        let mut attrs = vec![
+            (Symbol::intern("exception.type"), Value::Str(type_name)),
+            (Symbol::intern("exception.message"), Value::Str(message)),
+        ];
+        if let Some(st) = stacktrace {
+            attrs.push((Symbol::intern("exception.stacktrace"), Value::Str(st)));
+        }
+        self.add_event(Symbol::intern("exception"), &attrs);
+        self.set_status(SpanStatus::Error);
+    }
+
     /// Link another span (e.g. the messages a batch consumer processes), with attributes.
     pub fn add_link(&mut self, linked: SpanContext, remote: bool, attrs: &[(Symbol, Value<'_>)]) {
         if self.ended

@@ -650,11 +650,12 @@ fn spans_carry_links_and_limits_apply_per_kind() {
             false,
             &[],
         );
+        s.record_exception("TimeoutError", "upstream took 3 s", None);
         // The default limits are 128 of each kind, counted separately.
         for i in 0..130 {
             s.set_attribute(k, Value::I64(i));
         }
-        for _ in 0..129 {
+        for _ in 0..128 {
             s.add_event(name, &[]);
         }
         s.end();
@@ -667,6 +668,32 @@ fn spans_carry_links_and_limits_apply_per_kind() {
             (rec.attr_count, rec.event_count, rec.dropped_attrs),
             (128, 128, 3),
             "2 attributes and 1 event over their own limits; links not counted against them"
+        );
+        assert_eq!(
+            rec.status,
+            span_status::ERROR,
+            "record_exception sets the status"
+        );
+        let exception_attrs: Vec<_> = recs
+            .iter()
+            .filter_map(|r| match r {
+                Rec::Attr(id, 1, key, v) if *id == ctx.span_id => Some((*key, v.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            exception_attrs,
+            [
+                (
+                    Symbol::intern("exception.type").id(),
+                    Val::Str("TimeoutError".into())
+                ),
+                (
+                    Symbol::intern("exception.message").id(),
+                    Val::Str("upstream took 3 s".into())
+                ),
+            ],
+            "the first event is the exception, with OTel's attribute names"
         );
         let links: Vec<SpanLink> = recs
             .iter()

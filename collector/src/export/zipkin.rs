@@ -6,7 +6,8 @@
 //! microseconds (a duration is at least 1 µs, as Zipkin requires), `localEndpoint.serviceName`,
 //! every attribute as a string tag (JSON attributes as their text), `otel.scope.name`, the
 //! status as `otel.status_code` (`OK`/`ERROR`) plus an `error` tag holding the description on
-//! error, and events as annotations (`name`, or `"name": {attributes as JSON}`).
+//! error, and events as annotations (`name`, or `"name": {attributes as JSON}`). Zipkin v2 has
+//! no span links: they are left out (OTLP and JSON lines carry them).
 
 use serde_json::{json, Map, Value};
 use shmtel_core::layout::{span_kind, span_status};

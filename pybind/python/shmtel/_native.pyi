@@ -98,6 +98,8 @@ def init(
     ring_bytes: int | None = None,
     max_series: int | None = None,
     max_span_attributes: int | None = None,
+    max_span_events: int | None = None,
+    max_span_links: int | None = None,
     max_message_bytes: int | None = None,
 ) -> bool:
     """Set the writer configuration before the first recording.
@@ -260,8 +262,9 @@ class Span:
     def update_name(self, name: str) -> Span:
         """Rename the span (e.g. a server span once the route template is known)."""
     def set_attribute(self, key: str, value: _Field) -> Span:
-        """Set an attribute (values typed as log fields); returns the span. Attributes and
-        events past ``max_span_attributes`` are counted as dropped."""
+        """Set an attribute (values typed as log fields); returns the span. Attributes past
+        ``max_span_attributes`` (events past ``max_span_events``, links past
+        ``max_span_links``) are counted as dropped."""
     def set_attributes(self, attributes: Mapping[str, _Field]) -> Span:
         """Set several attributes."""
     def add_event(self, name: str, attributes: Mapping[str, _Field] | None = None) -> Span:

@@ -397,7 +397,8 @@ class Observability:
         self.writer_configured: bool = _native.init(
             service=service,
             max_series=metrics.max_cardinality,
-            max_span_attributes=tracing.max_span_attributes + tracing.max_span_events,
+            max_span_attributes=tracing.max_span_attributes,
+            max_span_events=tracing.max_span_events,
         )
         _native.set_log_level(int(logging.level))
         _native.set_include_caller(logging.include_caller)
