@@ -107,7 +107,7 @@ def inject(
 def extract(headers: Headers, *, sample_ratio: float | None = None) -> RemoteContext | None:
     """The caller's context from request ``headers`` (W3C, else B3 single, B3 multi, Jaeger),
     or None. A B3 caller that deferred the sampling decision is decided with ``sample_ratio``
-    (TraceIdRatioBased; default 1.0). See :func:`shmtel._native.extract`."""
+    (TraceIdRatioBased; default: the process ratio). See :func:`shmtel._native.extract`."""
     return _native.extract(headers, sample_ratio=sample_ratio)
 
 
