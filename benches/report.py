@@ -27,6 +27,8 @@ CASES = [
     ("labeled_inc", "labeled lookup + inc (2 labels)", 15.0),
     ("histogram_observe", "histogram observe (11 buckets)", 5.0),
     ("span_1_attr", "span with 1 attribute", 50.0),
+    ("span_sampled", "span with 1 attribute, sampled root (ratio 1)", 50.0),
+    ("span_unsampled", "span with 1 attribute, unsampled root (ratio 0)", 5.0),
     ("log_2_fields", "log event with 2 fields", 30.0),
     ("floor", "machine floors (no library)", None),
 ]
@@ -40,7 +42,7 @@ SHMTEL_DRAINING = "shmtel_draining"
 COMPETITORS = [
     ("prometheus", ["prometheus"]),
     ("metrics + Prometheus recorder", ["metrics"]),
-    ("opentelemetry SDK (batch)", ["otel_batch"]),
+    ("opentelemetry SDK (batch)", ["otel_batch", "otel_ratio_0"]),
     ("tracing + JSON fmt", ["tracing_json"]),
 ]
 
@@ -56,6 +58,10 @@ VARIANTS = {
     "metrics_handle": "metrics, handle looked up once",
     "otel_simple": "opentelemetry SDK, SimpleSpanProcessor",
     "otel_batch": "opentelemetry SDK, BatchSpanProcessor",
+    "shmtel_child": "shmtel, child of an unsampled remote parent",
+    "otel_always_off": "opentelemetry SDK, AlwaysOff sampler",
+    "otel_ratio_0": "opentelemetry SDK, TraceIdRatioBased(0.0) sampler",
+    "otel_child": "opentelemetry SDK, ParentBased(AlwaysOn), unsampled remote parent",
     "tracing_json": "tracing, JSON formatter to io::sink()",
     "atomic_add": "AtomicU64::fetch_add(Relaxed)",
     "plain_add": "plain add through black_box",
@@ -97,8 +103,10 @@ def main() -> int:
     else:
         root = Path(__file__).resolve().parent.parent / "target" / "criterion"
     if not root.is_dir():
-        print(f"no criterion results under {root}: run `cargo bench -p shmtel-benches` first",
-              file=sys.stderr)
+        print(
+            f"no criterion results under {root}: run `cargo bench -p shmtel-benches` first",
+            file=sys.stderr,
+        )
         return 1
 
     results: dict[str, dict[str, float]] = {}
@@ -119,6 +127,8 @@ def main() -> int:
         if target is None:
             continue
         funcs = results.get(group, {})
+        if not funcs:
+            continue  # not measured (a filtered run)
         base = funcs.get(SHMTEL)
         met = "" if base is None else ("yes" if base <= target else "**no**")
         row = [desc, f"≤ {target:g}", fmt_ns(base), met, fmt_ns(funcs.get(SHMTEL_DRAINING))]
@@ -142,40 +152,80 @@ def main() -> int:
             r = "" if group == "floor" else ratio(funcs[name], base)
             print(f"| {desc} | {label} (`{group}/{name}`) | {fmt_ns(funcs[name])} | {r} |")
     collector_rows = []
-    for bench_id, desc in [("collector_drain/counter_records", "drain, counter records"),
-                           ("collector_drain/mixed_metric_records",
-                            "drain, counter/gauge/histogram records")]:
+    for bench_id, desc in [
+        ("collector_drain/counter_records", "drain, counter records"),
+        ("collector_drain/mixed_metric_records", "drain, counter/gauge/histogram records"),
+    ]:
         ns = median_ns(root / bench_id)
         if ns is not None:
             rate = 1e3 / ns
-            collector_rows.append((desc, f"{rate:.0f} M records/s ({ns:.1f} ns/record)",
-                                   "≥ 50 M records/s", "yes" if rate >= 50 else "**no**"))
-    for bench_id, desc in [("collector_scrape/scrape_prometheus_10k",
-                            "snapshot + render Prometheus text, 10,000 series"),
-                           ("collector_scrape/scrape_openmetrics_10k",
-                            "snapshot + render OpenMetrics, 10,000 series"),
-                           ("collector_scrape/snapshot_10k", "snapshot alone, 10,000 series")]:
+            collector_rows.append(
+                (
+                    desc,
+                    f"{rate:.0f} M records/s ({ns:.1f} ns/record)",
+                    "≥ 50 M records/s",
+                    "yes" if rate >= 50 else "**no**",
+                )
+            )
+    for bench_id, desc in [
+        (
+            "collector_scrape/scrape_prometheus_10k",
+            "snapshot + render Prometheus text, 10,000 series",
+        ),
+        ("collector_scrape/scrape_openmetrics_10k", "snapshot + render OpenMetrics, 10,000 series"),
+        ("collector_scrape/snapshot_10k", "snapshot alone, 10,000 series"),
+    ]:
         ns = median_ns(root / bench_id)
         if ns is not None:
             ms = ns / 1e6
             target = "≤ 10 ms" if "render" in desc else ""
             met = ("yes" if ms <= 10 else "**no**") if target else ""
             collector_rows.append((desc, f"{ms:.2f} ms", target, met))
+    for bench_id, desc, target in [
+        ("collector_spans/assemble", "spans assembled (drain: ring to SpanData, batched)", None),
+        ("collector_spans/encode_otlp", "spans OTLP-encoded (batches of 512)", None),
+        ("collector_spans/assemble_encode_otlp", "spans assembled and OTLP-encoded, one core", 1.0),
+        (
+            "collector_spans/encode_otlp_gzip",
+            "spans OTLP-encoded + gzip (fast), batches of 512",
+            None,
+        ),
+    ]:
+        ns = median_ns(root / bench_id)
+        if ns is not None:
+            rate = 1e3 / ns
+            collector_rows.append(
+                (
+                    desc,
+                    f"{rate:.2f} M spans/s ({ns:.0f} ns/span)",
+                    f"≥ {target:g} M spans/s" if target else "",
+                    ("yes" if rate >= target else "**no**") if target else "",
+                )
+            )
     try:
         proc = json.loads((root / "shmtel_collector_process.json").read_text())
     except (OSError, ValueError):
         proc = None
     if proc:
         rss_mb = proc["vm_rss_kb"] / 1024
-        collector_rows.append((
-            f"daemon RSS, {proc['series']:,} series, {proc['writer_threads']} rings",
-            f"{rss_mb:.0f} MB (anon {proc['rss_anon_kb'] / 1024:.0f}, "
-            f"file {proc['rss_file_kb'] / 1024:.0f}, shmem {proc['rss_shmem_kb'] / 1024:.0f})",
-            "< 100 MB", "yes" if rss_mb < 100 else "**no**"))
+        collector_rows.append(
+            (
+                f"daemon RSS, {proc['series']:,} series, {proc['writer_threads']} rings",
+                f"{rss_mb:.0f} MB (anon {proc['rss_anon_kb'] / 1024:.0f}, "
+                f"file {proc['rss_file_kb'] / 1024:.0f}, shmem {proc['rss_shmem_kb'] / 1024:.0f})",
+                "< 100 MB",
+                "yes" if rss_mb < 100 else "**no**",
+            )
+        )
         cpu = 100 * proc["idle_cpu_fraction_of_a_core"]
-        collector_rows.append((
-            f"daemon idle CPU over {proc['idle_window_seconds']:.0f} s (64 idle rings)",
-            f"{cpu:.1f}% of a core", "< 1%", "yes" if cpu < 1 else "**no**"))
+        collector_rows.append(
+            (
+                f"daemon idle CPU over {proc['idle_window_seconds']:.0f} s (64 idle rings)",
+                f"{cpu:.1f}% of a core",
+                "< 1%",
+                "yes" if cpu < 1 else "**no**",
+            )
+        )
     if collector_rows:
         print()
         print("| collector | measured | target | met? |")
@@ -190,18 +240,27 @@ def main() -> int:
         losses = {}
     if losses:
         print()
-        print("| consumer mode | records written | drained by the consumer | missed the ring "
-              "| of which counter updates coalesced into overflow slots (not lost) "
-              "| spans / logs / other dropped |")
+        print(
+            "| consumer mode | records written | drained by the consumer | missed the ring "
+            "| of which counter updates coalesced into overflow slots (not lost) "
+            "| spans / logs / other dropped |"
+        )
         print("|---|---|---|---|---|---|")
         for bench_id, n in sorted(losses.items()):
             records = n["ops"] * n["records_per_op"]
-            missed = (n["coalesced"] + n["dropped_spans"] + n["dropped_logs"]
-                      + n["dropped_other"] + n["dropped_metric"])
+            missed = (
+                n["coalesced"]
+                + n["dropped_spans"]
+                + n["dropped_logs"]
+                + n["dropped_other"]
+                + n["dropped_metric"]
+            )
             share = 100.0 * missed / records if records else 0.0
-            print(f"| `{bench_id}` | {records:,} | {n['drained']:,} | {missed:,} ({share:.0f}%) "
-                  f"| {n['coalesced']:,} "
-                  f"| {n['dropped_spans']:,} / {n['dropped_logs']:,} / {n['dropped_other']:,} |")
+            print(
+                f"| `{bench_id}` | {records:,} | {n['drained']:,} | {missed:,} ({share:.0f}%) "
+                f"| {n['coalesced']:,} "
+                f"| {n['dropped_spans']:,} / {n['dropped_logs']:,} / {n['dropped_other']:,} |"
+            )
     return 0
 
 

@@ -10,6 +10,17 @@
 //!   (8 counter families × 1,000, a gauge family × 1,000, a histogram family × 1,000 with 11
 //!   buckets): `Aggregator::snapshot` then the Prometheus text or OpenMetrics renderer, plus the
 //!   snapshot alone. Target: render 10,000 series ≤ 10 ms.
+//! - `collector_spans/*`: the span path on one core, in spans per second (one criterion
+//!   "iteration" is one span). A writer thread fills its ring with 6,144 sampled root spans of
+//!   one attribute each (`Span::start_root(name, 1.0)`, `set_attribute`, `end`: two ring
+//!   records), untimed; this thread then times, until every span is assembled:
+//!   `assemble` (the drain loop: read, decode, join the attribute to its span, wall-clock
+//!   times, names resolved: a `SpanData` handed to a sink batching 512 spans, as the exporters'
+//!   sink does), `assemble_encode_otlp` (the same with each full batch encoded as an OTLP
+//!   `ExportTraceServiceRequest` with the collector's own `OtlpEncoder`, on the same thread).
+//!   `encode_otlp` encodes batches of 512 assembled spans alone (cloned untimed), and
+//!   `encode_otlp_gzip` adds the OTLP/HTTP transport's gzip (its default, level `fast`).
+//!   Target: ≥ 1 M spans/s assembled and OTLP-encoded on one core (≤ 1 µs per span).
 //! - Not criterion: the real daemon (`shmtel_collector::collect::run`, in a child process)
 //!   drains 64 writer threads' rings (another child process, 10,000 series, every ring wrapped
 //!   twice); its resident memory is then read from `/proc`, and its CPU time over 10 idle
@@ -33,12 +44,22 @@ use parking_lot::Mutex;
 use shmtel_benches::WorkerThreads;
 use shmtel_collector::aggregate::{Aggregator, Overrides};
 use shmtel_collector::drain::{DrainOptions, Drainer, SelfStats};
+use shmtel_collector::export::http::HttpTransport;
+use shmtel_collector::export::otlp::OtlpEncoder;
+use shmtel_collector::export::resource::ResourceInfo;
+use shmtel_collector::export::sender::{Encoder, Transport};
 use shmtel_collector::exposition::{render_openmetrics, render_prometheus};
-use shmtel_core::{CounterVec, GaugeMode, GaugeVec, HistogramVec};
+use shmtel_collector::sinks::{SpanData, SpanSink};
+use shmtel_core::{CounterVec, GaugeMode, GaugeVec, HistogramVec, Span, Symbol, Value};
 
 /// Records per fill in the drain benchmark: 30,000 records of at most 32 bytes (a gauge set;
 /// a counter add or a histogram observation is 24) take 960 KB and fit a 1 MiB ring.
 const FILL: u64 = 30_000;
+/// Spans per fill in the span benchmarks: a span with one string attribute is two frames
+/// (72 + 48 bytes), so 6,144 spans take 737 KB of a 1 MiB ring; 12 batches of 512.
+const SPAN_FILL: u64 = 6_144;
+/// Spans per batch, the OTLP exporter's default `batch_size`.
+const SPAN_BATCH: usize = 512;
 /// Writer threads (and so rings) of the process measurement.
 const WRITER_THREADS: usize = 64;
 /// Series of the scrape benchmark and of the process measurement.
@@ -236,6 +257,219 @@ fn drain(c: &mut Criterion, dir: &Path) {
         });
     }
     group.finish();
+}
+
+/// What the span sink of the `collector_spans` benchmarks does with each full batch.
+enum BatchWork {
+    /// Hand it over (to `SpanBatches::kept`), to be dropped untimed or reused.
+    Keep,
+    /// Encode it as an OTLP request into a fresh body, as the exporter's sending thread does.
+    EncodeOtlp(OtlpEncoder),
+}
+
+/// What the span sink hands back to the benchmark.
+#[derive(Default)]
+struct SpanBatches {
+    kept: Vec<Vec<SpanData>>,
+    encoded_spans: u64,
+    encoded_bytes: u64,
+}
+
+/// A span sink that batches like the exporters' `BatchSink` (a batch of `SPAN_BATCH` spans is
+/// handed on when full) and then keeps or encodes the batch on the drain thread itself.
+struct BenchSpanSink {
+    open: Vec<SpanData>,
+    work: BatchWork,
+    out: Arc<Mutex<SpanBatches>>,
+}
+
+impl SpanSink for BenchSpanSink {
+    fn export(&mut self, span: SpanData) {
+        self.open.push(span);
+        if self.open.len() < SPAN_BATCH {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.open, Vec::with_capacity(SPAN_BATCH));
+        match &mut self.work {
+            BatchWork::Keep => self.out.lock().kept.push(batch),
+            BatchWork::EncodeOtlp(encoder) => {
+                let n = batch.len() as u64;
+                let mut body = Vec::new();
+                encoder.encode(batch, &mut body);
+                let mut out = self.out.lock();
+                out.encoded_spans += n;
+                out.encoded_bytes += body.len() as u64;
+            }
+        }
+    }
+}
+
+/// The resource the OTLP encoder attaches: what a collector configured with a service version
+/// and one extra attribute sends.
+fn bench_resource() -> ResourceInfo {
+    ResourceInfo {
+        service_name: None,
+        service_version: Some("1.2.3".into()),
+        host_name: "bench-host".into(),
+        extra: vec![("deployment.environment".into(), "bench".into())],
+    }
+}
+
+/// Times the drain of spans (`SPAN_FILL` per writer fill) through `work`; returns the batches
+/// the sink kept, for the encoding benchmark.
+fn spans_through_drainer(
+    c: &mut Criterion,
+    dir: &Path,
+    bench: &str,
+    work: BatchWork,
+) -> Arc<Mutex<SpanBatches>> {
+    let writer = WorkerThreads::new(1, move |_| {
+        let name = Symbol::intern("db.query");
+        let key = Symbol::intern("db.system");
+        move |n| {
+            let start = Instant::now();
+            for _ in 0..n {
+                let mut span = Span::start_root(name, 1.0);
+                span.set_attribute(key, Value::Str("postgres"));
+                span.end();
+            }
+            start.elapsed()
+        }
+    });
+    let stats = Arc::new(Mutex::new(SelfStats::default()));
+    let agg = Arc::new(Mutex::new(Aggregator::new(
+        Overrides::default(),
+        10 * SERIES,
+    )));
+    let mut drainer = Drainer::new(
+        DrainOptions::new(dir.to_path_buf()),
+        agg,
+        stats.clone(),
+        Default::default(),
+    );
+    let out = Arc::new(Mutex::new(SpanBatches::default()));
+    drainer.add_span_sink(Box::new(BenchSpanSink {
+        open: Vec::with_capacity(SPAN_BATCH),
+        work,
+        out: out.clone(),
+    }));
+    drainer.drain_everything(); // discovers the writer's ring and the table
+                                // Untimed warm-up: one full batch, so that `Keep` has a batch for `encode_otlp` even in a
+                                // `cargo test --benches` run (one iteration).
+    writer.run(SPAN_BATCH as u64);
+    drainer.drain_everything();
+    let mut group = c.benchmark_group("collector_spans");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(bench, |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(SPAN_FILL);
+                writer.run(n);
+                let before = stats.lock().spans;
+                let start = Instant::now();
+                let mut assembled = 0;
+                while assembled < n {
+                    let k = drainer.pass();
+                    assembled = stats.lock().spans - before;
+                    if k == 0 {
+                        break;
+                    }
+                }
+                timed += start.elapsed();
+                assert_eq!(assembled, n, "{bench}: {assembled} of {n} spans assembled");
+                // Untimed: drop what `Keep` handed over, except one batch for `encode_otlp`.
+                let mut o = out.lock();
+                o.kept.truncate(1);
+                left -= n;
+            }
+            timed
+        })
+    });
+    group.finish();
+    drop(writer);
+    let o = out.lock();
+    if o.encoded_spans > 0 {
+        eprintln!(
+            "collector_spans/{bench}: {} spans encoded, {:.0} bytes of OTLP per span",
+            o.encoded_spans,
+            o.encoded_bytes as f64 / o.encoded_spans as f64
+        );
+    }
+    drop(o);
+    out
+}
+
+/// Times `encode` over batches of `SPAN_BATCH` copies of `batch` (cloned untimed), per span.
+fn encode_spans(
+    c: &mut Criterion,
+    bench: &str,
+    batch: &[SpanData],
+    mut encode: impl FnMut(Vec<SpanData>) -> usize,
+) {
+    let mut group = c.benchmark_group("collector_spans");
+    group.throughput(Throughput::Elements(1));
+    let mut bytes = (0usize, 0u64);
+    group.bench_function(bench, |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            let mut left = iters as usize;
+            while left > 0 {
+                let n = left.min(batch.len());
+                let spans = batch[..n].to_vec();
+                let start = Instant::now();
+                let len = encode(spans);
+                timed += start.elapsed();
+                bytes = (bytes.0 + len, bytes.1 + n as u64);
+                left -= n;
+            }
+            timed
+        })
+    });
+    group.finish();
+    eprintln!(
+        "collector_spans/{bench}: {:.0} bytes per span",
+        bytes.0 as f64 / bytes.1.max(1) as f64
+    );
+}
+
+fn spans(c: &mut Criterion, dir: &Path) {
+    let kept = spans_through_drainer(c, dir, "assemble", BatchWork::Keep);
+    spans_through_drainer(
+        c,
+        dir,
+        "assemble_encode_otlp",
+        BatchWork::EncodeOtlp(OtlpEncoder::new(bench_resource())),
+    );
+
+    let batch = kept
+        .lock()
+        .kept
+        .first()
+        .cloned()
+        .expect("the assemble benchmark kept a batch");
+    assert_eq!(batch.len(), SPAN_BATCH);
+    let mut encoder = OtlpEncoder::new(bench_resource());
+    encode_spans(c, "encode_otlp", &batch, |spans| {
+        let mut body = Vec::new();
+        encoder.encode(spans, &mut body);
+        body.len()
+    });
+    // The OTLP/HTTP transport's own gzip step (`prepare`); no request is sent.
+    let mut transport = HttpTransport::new(
+        "http://127.0.0.1:4318/v1/traces",
+        "application/x-protobuf",
+        Vec::new(),
+        true,
+        Duration::from_secs(10),
+    )
+    .expect("an OTLP/HTTP transport");
+    encode_spans(c, "encode_otlp_gzip", &batch, |spans| {
+        let mut body = Vec::new();
+        encoder.encode(spans, &mut body);
+        transport.prepare(body).len()
+    });
 }
 
 /// Resident and CPU figures of the collector process, from `/proc/<pid>`.
@@ -464,6 +698,7 @@ fn collector_benches(c: &mut Criterion) {
     init_shmtel(dir.path());
     scrape(c, dir.path());
     drain(c, dir.path());
+    spans(c, dir.path());
 }
 
 criterion_group! {

@@ -1,7 +1,8 @@
 //! Recording-path benchmarks: shmtel side by side with the libraries a user would pick instead.
 //!
 //! One criterion group per case (`counter_inc_1t`, `counter_inc_2t`, `labeled_inc`,
-//! `histogram_observe`, `span_1_attr`, `log_2_fields`, plus `floor` for the machine's floors);
+//! `histogram_observe`, `span_1_attr`, `span_sampled`, `span_unsampled`, `log_2_fields`, plus
+//! `floor` for the machine's floors);
 //! inside a group one function per implementation. `benches/report.py` turns the medians into
 //! the ratio table of the README. Every competitor is set up the way its documentation tells a
 //! user to; the README lists the exact configuration of each.
@@ -26,7 +27,7 @@ use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkGroup, Criterion};
 use shmtel_benches::drain::{dir_losses_since, dir_stats, BackgroundDrain, OwnRing};
 use shmtel_benches::{time_chunks, time_loop, WorkerThreads};
-use shmtel_core::{Counter, CounterVec, Histogram, Level, Span, Symbol, Value};
+use shmtel_core::{Counter, CounterVec, Histogram, Level, Span, SpanContext, Symbol, Value};
 
 /// Label values used by every labeled case: a two-label family, as in a RED-metrics middleware.
 const METHOD: &str = "GET";
@@ -154,7 +155,7 @@ mod competitors {
     use metrics_exporter_prometheus::PrometheusBuilder;
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_sdk::error::OTelSdkResult;
-    use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanData, SpanExporter};
+    use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanExporter};
 
     /// A span exporter that accepts every batch and sends it nowhere.
     ///
@@ -196,6 +197,17 @@ mod competitors {
             batch: batch_provider.tracer("shmtel-bench"),
             _providers: [simple_provider, batch_provider],
         }
+    }
+
+    /// An OpenTelemetry SDK tracer with an explicit sampler, behind the default
+    /// `BatchSpanProcessor` over the discarding exporter (the `span_sampled` and `span_unsampled`
+    /// cases). The provider is returned too: dropping it shuts the processor down.
+    pub fn otel_sampled(sampler: Sampler) -> (SdkTracer, SdkTracerProvider) {
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler)
+            .with_batch_exporter(DiscardingExporter)
+            .build();
+        (provider.tracer("shmtel-bench"), provider)
     }
 
     /// Installs `metrics-exporter-prometheus` as the global `metrics` recorder, once, and runs its
@@ -561,6 +573,129 @@ fn span_1_attr(c: &mut Criterion) {
     group.finish();
 }
 
+/// Head sampling, sampled side: a new root span sampled by its ratio (`Span::start_root(name,
+/// 1.0)`, the trace-id ratio decision taken and passed), one attribute, end. Against the
+/// OpenTelemetry SDK with an explicit `AlwaysOn` sampler behind the `BatchSpanProcessor`.
+fn span_sampled(c: &mut Criterion) {
+    use opentelemetry::trace::{Span as _, Tracer as _};
+    use opentelemetry::KeyValue;
+    use opentelemetry_sdk::trace::Sampler;
+
+    let mut group = c.benchmark_group("span_sampled");
+
+    shmtel::dir();
+    let name = Symbol::intern("db.query");
+    let key = Symbol::intern("db.system");
+    // Two records per span: the attribute frame and the span frame.
+    shmtel_1t(&mut group, "span_sampled", 2, || {
+        let mut span = Span::start_root(name, black_box(1.0));
+        span.set_attribute(key, Value::Str(black_box("postgres")));
+        span.end();
+    });
+
+    let (tracer, _provider) = competitors::otel_sampled(Sampler::AlwaysOn);
+    group.bench_function("otel_batch", |b| {
+        b.iter(|| {
+            let mut span = tracer.start("db.query");
+            span.set_attribute(KeyValue::new("db.system", black_box("postgres")));
+            span.end();
+        })
+    });
+
+    group.finish();
+}
+
+/// Head sampling, unsampled side: what a span costs when the trace is not sampled (it still
+/// gets ids, for logs and propagation, but records nothing). shmtel: a root whose ratio is 0
+/// (`shmtel`), and a child of an unsampled remote parent (`shmtel_child`, what a service whose
+/// caller did not sample does). OpenTelemetry SDK (batch processor): `AlwaysOff`,
+/// `TraceIdRatioBased(0.0)`, and the default `ParentBased(AlwaysOn)` with an unsampled remote
+/// parent (`otel_child`). Every sample checks that shmtel wrote nothing to the ring.
+fn span_unsampled(c: &mut Criterion) {
+    use opentelemetry::trace::{
+        Span as _, SpanContext as OtelContext, SpanId, TraceContextExt as _, TraceFlags, TraceId,
+        TraceState, Tracer as _,
+    };
+    use opentelemetry::KeyValue;
+    use opentelemetry_sdk::trace::Sampler;
+
+    let mut group = c.benchmark_group("span_unsampled");
+
+    let dir = shmtel::dir();
+    let name = Symbol::intern("db.query");
+    let key = Symbol::intern("db.system");
+    // One sampled span so that this thread has a ring (a filtered run may start here), then
+    // watch that ring: an unsampled span must not write to it.
+    Span::start_root(name, 1.0).end();
+    let mut own = OwnRing::open(dir).expect("open this thread's ring");
+    own.drain();
+    let parent = SpanContext {
+        trace_id: [0x4b; 16],
+        span_id: [0x2c; 8],
+        sampled: false,
+    };
+    let mut check = |what: &str| {
+        let written = own.drain();
+        assert_eq!(
+            written, 0,
+            "{what}: an unsampled span wrote {written} records"
+        );
+        own.assert_clean(what);
+    };
+    group.bench_function("shmtel", |b| {
+        b.iter(|| {
+            let mut span = Span::start_root(name, black_box(0.0));
+            span.set_attribute(key, Value::Str(black_box("postgres")));
+            span.end();
+        })
+    });
+    check("span_unsampled/shmtel");
+    group.bench_function("shmtel_child", |b| {
+        b.iter(|| {
+            let mut span = Span::start_with_parent(name, Some(black_box(parent)), true);
+            span.set_attribute(key, Value::Str(black_box("postgres")));
+            span.end();
+        })
+    });
+    check("span_unsampled/shmtel_child");
+    drop(own);
+
+    let (off, _off_provider) = competitors::otel_sampled(Sampler::AlwaysOff);
+    group.bench_function("otel_always_off", |b| {
+        b.iter(|| {
+            let mut span = off.start("db.query");
+            span.set_attribute(KeyValue::new("db.system", black_box("postgres")));
+            span.end();
+        })
+    });
+    let (ratio0, _ratio0_provider) = competitors::otel_sampled(Sampler::TraceIdRatioBased(0.0));
+    group.bench_function("otel_ratio_0", |b| {
+        b.iter(|| {
+            let mut span = ratio0.start("db.query");
+            span.set_attribute(KeyValue::new("db.system", black_box("postgres")));
+            span.end();
+        })
+    });
+    let (parent_based, _pb_provider) =
+        competitors::otel_sampled(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+    let remote = opentelemetry::Context::new().with_remote_span_context(OtelContext::new(
+        TraceId::from_bytes([0x4b; 16]),
+        SpanId::from_bytes([0x2c; 8]),
+        TraceFlags::default(),
+        true,
+        TraceState::default(),
+    ));
+    group.bench_function("otel_child", |b| {
+        b.iter(|| {
+            let mut span = parent_based.start_with_context("db.query", black_box(&remote));
+            span.set_attribute(KeyValue::new("db.system", black_box("postgres")));
+            span.end();
+        })
+    });
+
+    group.finish();
+}
+
 fn log_2_fields(c: &mut Criterion) {
     let mut group = c.benchmark_group("log_2_fields");
 
@@ -633,7 +768,7 @@ criterion_group! {
     name = recording;
     config = config();
     targets = floors, counter_inc_1t, counter_inc_2t, labeled_inc, histogram_observe, span_1_attr,
-        log_2_fields
+        span_sampled, span_unsampled, log_2_fields
 }
 
 // `criterion_main!` plus the clean-up: the consumer-mode notes for the report, and the removal

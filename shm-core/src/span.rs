@@ -204,13 +204,23 @@ impl Span {
     /// sampler would decide for its trace id (see [`ratio_sampled`]). An unsampled span still
     /// has ids (logs and propagated headers carry them) but writes nothing. The thread's
     /// current span is not changed.
+    #[inline]
     pub fn start_root(name: Symbol, sample_ratio: f64) -> Span {
         with_thread(|st| {
-            let mut s = new_span(st, name, None, false);
-            if !ratio_sampled(&s.ctx.trace_id, sample_ratio) {
-                s.ctx.sampled = false;
-                s.flags &= !SPAN_FLAG_SAMPLED;
-            }
+            let hi = st.span.nonzero_u64();
+            let lo = st.span.next_u64();
+            let mut trace_id = [0u8; 16];
+            trace_id[..8].copy_from_slice(&hi.to_be_bytes());
+            trace_id[8..].copy_from_slice(&lo.to_be_bytes());
+            let parent = SpanContext {
+                trace_id,
+                span_id: [0; 8],
+                sampled: ratio_sampled(&trace_id, sample_ratio),
+            };
+            let mut s = new_span(st, name, Some(parent), false);
+            // A root has no parent span: the context above only carried the trace id and the
+            // sampling decision.
+            s.parent = [0; 8];
             s
         })
         .unwrap_or_else(|| detached(name))
@@ -355,6 +365,10 @@ impl Span {
             return;
         }
         self.ended = true;
+        if !self.ctx.sampled && !self.is_current {
+            // Nothing to write and no thread state to restore: no clock read, no TLS access.
+            return;
+        }
         let end = crate::clock::now_ticks();
         let rec = SpanRecord {
             trace_id: self.ctx.trace_id,
@@ -417,7 +431,8 @@ fn new_span(st: &mut ThreadState, name: Symbol, parent: Option<SpanContext>, rem
         },
         parent: parent_id,
         prev: None,
-        start: crate::clock::now_ticks(),
+        // An unsampled span writes nothing: its times are never read.
+        start: if sampled { crate::clock::now_ticks() } else { 0 },
         name: name.0,
         kind: span_kind::INTERNAL,
         status: span_status::UNSET,
