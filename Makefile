@@ -139,6 +139,7 @@ bench:
 .PHONY: bench-python  ## Python benchmark: shmtel vs prometheus_client, OpenTelemetry SDK, logging, structlog
 bench-python: pyenv pybuild
 	@mkdir -p $(TARGET_DIR)
+	$(VENV_PY) benches/python/bench.py --writer-only --json $(TARGET_DIR)/bench-python-writer.json
 	$(VENV_PY) benches/python/bench.py --json $(TARGET_DIR)/bench-python.json
 
 .PHONY: clean  ## Remove build output (target/, including the loom build and test logs)

@@ -419,6 +419,13 @@ def main() -> int:
     p.add_argument(
         "--pause", type=float, default=0.02, help="seconds between shmtel batches (drain time)"
     )
+    p.add_argument(
+        "--writer-only",
+        action="store_true",
+        help="no collector: shmtel's rings (256 MiB each, so nothing drops) are not drained while\n"
+        "the loops run, which measures the writer alone, as plain timeit loops do (the\n"
+        "default run adds a concurrently draining collector's cache-line traffic)",
+    )
     p.add_argument("--prometheus-multiprocess", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
 
@@ -431,7 +438,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="shmtel-bench-"))
     region_dir = work / "regions"
     region_dir.mkdir(mode=0o700)
-    collector = start_collector(region_dir, work)
+    collector = None if a.writer_only else start_collector(region_dir, work)
+    if a.writer_only:
+        os.environ["SHMTEL_RING_BYTES"] = str(256 << 20)
+        a.pause = 0.0
     try:
         # Before shmtel is imported: where its regions go.
         os.environ["SHMTEL_DIR"] = str(region_dir)
