@@ -5,14 +5,11 @@ starter whose finalizer stops everything a test started. The helpers live in e2e
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e import STARTUP_TIMEOUT, Collector, Procs, free_port, http_get, shmtel_bin, tail
+from e2e import Collector, Procs, running_collector
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -48,46 +45,5 @@ def procs(sandbox: Path) -> Iterator[Procs]:
 def collector(sandbox: Path, procs: Procs) -> Iterator[Collector]:
     """`shmtel collect` on a free 127.0.0.1 port draining `sandbox/regions`; healthy when
     yielded; SIGTERMed at the end, when it must exit 0."""
-    exe = shmtel_bin()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHMTEL_")}
-    last_log = ""
-    for attempt in range(3):
-        port = free_port()
-        proc = procs.start(
-            f"collector-{attempt}",
-            [
-                exe,
-                "collect",
-                "--dir",
-                sandbox / "regions",
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--state-file",
-                sandbox / "collector-state.json",
-            ],
-            env=env,
-        )
-        c = Collector(proc, port, sandbox / "regions")
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while proc.alive() and time.monotonic() < deadline:
-            try:
-                status, body = http_get(c.url("/healthz"), timeout=1.0)
-            except OSError:
-                time.sleep(0.05)
-                continue
-            if status == 200:
-                break
-            time.sleep(0.05)
-        else:
-            last_log = proc.log()
-            proc.stop()
-            if "in use" in last_log:
-                continue  # someone took the port between our probe and its bind
-            pytest.fail(f"shmtel collect did not become healthy:\n{tail(last_log)}")
+    with running_collector(procs, sandbox) as c:
         yield c
-        status_code = proc.stop(signal.SIGTERM)
-        assert status_code == 0, (
-            f"the collector exited with {status_code} after SIGTERM\n{proc.describe()}"
-        )
-        return
-    pytest.fail(f"shmtel collect could not bind a port in 3 attempts:\n{tail(last_log)}")

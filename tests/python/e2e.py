@@ -23,8 +23,9 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -509,3 +510,56 @@ def red_problems(m: Metrics, plan: Sequence[Req]) -> str | None:
             + m.lines("http_requests_total")
         )
     return None
+
+
+@contextmanager
+def running_collector(
+    procs: Procs, sandbox: Path, extra_args: Sequence[str | Path] = ()
+) -> Iterator[Collector]:
+    """`shmtel collect` on a free 127.0.0.1 port draining `sandbox/regions` (plus `extra_args`,
+    e.g. `--config FILE`), with no SHMTEL_*/OTEL_* variables of ours; healthy when yielded;
+    SIGTERMed at the end, when it must exit 0. A port taken between the probe and the bind is
+    retried (3 attempts)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHMTEL_", "OTEL_"))}
+    last_log = ""
+    for attempt in range(3):
+        port = free_port()
+        proc = procs.start(
+            f"collector-{attempt}",
+            [
+                shmtel_bin(),
+                "collect",
+                *extra_args,
+                "--dir",
+                sandbox / "regions",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--state-file",
+                sandbox / "collector-state.json",
+            ],
+            env=env,
+        )
+        c = Collector(proc, port, sandbox / "regions")
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while proc.alive() and time.monotonic() < deadline:
+            try:
+                status, _ = http_get(c.url("/healthz"), timeout=1.0)
+            except OSError:
+                time.sleep(0.05)
+                continue
+            if status == 200:
+                break
+            time.sleep(0.05)
+        else:
+            last_log = proc.log()
+            proc.stop()
+            if "in use" in last_log:
+                continue  # someone took the port between our probe and its bind
+            pytest.fail(f"shmtel collect did not become healthy:\n{tail(last_log)}")
+        yield c
+        status_code = proc.stop(signal.SIGTERM)
+        assert status_code == 0, (
+            f"the collector exited with {status_code} after SIGTERM\n{proc.describe()}"
+        )
+        return
+    pytest.fail(f"shmtel collect could not bind a port in 3 attempts:\n{tail(last_log)}")

@@ -8,12 +8,9 @@ server span, and the handler's outgoing headers continue the same trace."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
-import signal
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,9 +26,7 @@ from e2e import (
     Proc,
     Procs,
     free_port,
-    http_get,
-    shmtel_bin,
-    tail,
+    running_collector,
     wait_until,
     worker_env,
 )
@@ -49,48 +44,8 @@ def traced_collector(sandbox: Path, procs: Procs) -> Iterator[tuple[Collector, P
     spans = sandbox / "spans.jsonl"
     config = sandbox / "collector.toml"
     config.write_text(f"[export.jsonl]\npath = {json.dumps(str(spans))}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHMTEL_", "OTEL_"))}
-    last_log = ""
-    for attempt in range(3):
-        port = free_port()
-        proc = procs.start(
-            f"collector-{attempt}",
-            [
-                shmtel_bin(),
-                "collect",
-                "--config",
-                config,
-                "--dir",
-                sandbox / "regions",
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--state-file",
-                sandbox / "collector-state.json",
-            ],
-            env=env,
-        )
-        c = Collector(proc, port, sandbox / "regions")
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while proc.alive() and time.monotonic() < deadline:
-            try:
-                status, _ = http_get(c.url("/healthz"), timeout=1.0)
-            except OSError:
-                time.sleep(0.05)
-                continue
-            if status == 200:
-                break
-            time.sleep(0.05)
-        else:
-            last_log = proc.log()
-            proc.stop()
-            if "in use" in last_log:
-                continue
-            pytest.fail(f"shmtel collect did not become healthy:\n{tail(last_log)}")
+    with running_collector(procs, sandbox, ["--config", config]) as c:
         yield c, spans
-        status_code = proc.stop(signal.SIGTERM)
-        assert status_code == 0, f"the collector exited with {status_code}\n{proc.describe()}"
-        return
-    pytest.fail(f"shmtel collect could not bind a port in 3 attempts:\n{tail(last_log)}")
 
 
 def start_uvicorn(procs: Procs, region_dir: Path) -> tuple[Proc, int]:
