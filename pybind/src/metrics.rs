@@ -426,6 +426,59 @@ fn getters_name(fam: &Family) -> String {
     fam.name.clone()
 }
 
+/// One `#[pymethods]` block (pyo3 takes one per class) for a family class: its own methods, plus
+/// what every family class has: the slow path of `labels()`, the metadata getters and
+/// `__repr__`.
+macro_rules! family_class {
+    ($class:ident, $kind:literal, { $($own:tt)* }) => {
+        #[pymethods]
+        impl $class {
+            $($own)*
+
+            /// The slow path of `labels()` (the fast entry point in `fastcall` falls back here).
+            #[pyo3(name = "_labels", signature = (*args, **kwargs))]
+            fn labels<'py>(
+                &self,
+                py: Python<'py>,
+                args: &Bound<'py, PyTuple>,
+                kwargs: Option<&Bound<'py, PyDict>>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let bound = if self.is_child {
+                    self.child
+                        .as_ref()
+                        .map(|c| c.get().labelvalues.bind(py).clone())
+                } else {
+                    None
+                };
+                labels(py, &self.fam, bound.as_ref(), args, kwargs)
+            }
+            #[getter]
+            fn name(&self) -> String {
+                getters_name(&self.fam)
+            }
+            #[getter]
+            fn documentation(&self) -> String {
+                self.fam.documentation.clone()
+            }
+            #[getter]
+            fn labelnames(&self, py: Python<'_>) -> Py<PyTuple> {
+                self.fam.labelnames_py.clone_ref(py)
+            }
+            #[getter]
+            fn unit(&self) -> String {
+                self.fam.unit.clone()
+            }
+            #[getter(r#type)]
+            fn metric_type(&self) -> &'static str {
+                $kind
+            }
+            fn __repr__(&self) -> String {
+                format!(concat!("shmtel._native.", stringify!($class), "({})"), self.fam.name)
+            }
+        }
+    };
+}
+
 /// A counter family (or an unlabelled counter).
 #[pyclass(subclass, frozen, module = "shmtel._native")]
 pub struct Counter {
@@ -444,8 +497,7 @@ impl Counter {
     }
 }
 
-#[pymethods]
-impl Counter {
+family_class!(Counter, "counter", {
     #[new]
     #[pyo3(signature = (name, documentation = "", labelnames = None, namespace = "", subsystem = "", unit = "", registry = None, _labelvalues = None))]
     #[allow(clippy::too_many_arguments)]
@@ -486,18 +538,6 @@ impl Counter {
         })
     }
 
-    /// The slow path of `labels()` (the fast entry point in `fastcall` falls back here).
-    #[pyo3(name = "_labels", signature = (*args, **kwargs))]
-    fn labels<'py>(
-        &self,
-        py: Python<'py>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let bound = self.bound_values(py);
-        labels(py, &self.fam, bound.as_ref(), args, kwargs)
-    }
-
     #[pyo3(name = "_inc", signature = (amount = 1.0))]
     fn inc(&self, amount: f64) -> PyResult<()> {
         self.child()?.add(amount)
@@ -520,42 +560,7 @@ impl Counter {
     fn value(&self) -> PyResult<f64> {
         Ok(self.child()?.series.value.get())
     }
-    #[getter]
-    fn name(&self) -> String {
-        getters_name(&self.fam)
-    }
-    #[getter]
-    fn documentation(&self) -> String {
-        self.fam.documentation.clone()
-    }
-    #[getter]
-    fn labelnames(&self, py: Python<'_>) -> Py<PyTuple> {
-        self.fam.labelnames_py.clone_ref(py)
-    }
-    #[getter]
-    fn unit(&self) -> String {
-        self.fam.unit.clone()
-    }
-    #[getter(r#type)]
-    fn metric_type(&self) -> &'static str {
-        "counter"
-    }
-    fn __repr__(&self) -> String {
-        format!("shmtel._native.Counter({})", self.fam.name)
-    }
-}
-
-impl Counter {
-    fn bound_values<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyTuple>> {
-        if self.is_child {
-            self.child
-                .as_ref()
-                .map(|c| c.get().labelvalues.bind(py).clone())
-        } else {
-            None
-        }
-    }
-}
+});
 
 /// A gauge family (or an unlabelled gauge).
 #[pyclass(subclass, frozen, module = "shmtel._native")]
@@ -575,8 +580,7 @@ impl Gauge {
     }
 }
 
-#[pymethods]
-impl Gauge {
+family_class!(Gauge, "gauge", {
     #[new]
     #[pyo3(signature = (name, documentation = "", labelnames = None, namespace = "", subsystem = "", unit = "", registry = None, _labelvalues = None, multiprocess_mode = "all"))]
     #[allow(clippy::too_many_arguments)]
@@ -618,24 +622,6 @@ impl Gauge {
         })
     }
 
-    /// The slow path of `labels()` (the fast entry point in `fastcall` falls back here).
-    #[pyo3(name = "_labels", signature = (*args, **kwargs))]
-    fn labels<'py>(
-        &self,
-        py: Python<'py>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let bound = if self.is_child {
-            self.child
-                .as_ref()
-                .map(|c| c.get().labelvalues.bind(py).clone())
-        } else {
-            None
-        };
-        labels(py, &self.fam, bound.as_ref(), args, kwargs)
-    }
-
     #[pyo3(name = "_inc", signature = (amount = 1.0))]
     fn inc(&self, amount: f64) -> PyResult<()> {
         self.child()?.add(amount);
@@ -674,33 +660,10 @@ impl Gauge {
         Ok(self.child()?.series.value.get())
     }
     #[getter]
-    fn name(&self) -> String {
-        getters_name(&self.fam)
-    }
-    #[getter]
-    fn documentation(&self) -> String {
-        self.fam.documentation.clone()
-    }
-    #[getter]
-    fn labelnames(&self, py: Python<'_>) -> Py<PyTuple> {
-        self.fam.labelnames_py.clone_ref(py)
-    }
-    #[getter]
-    fn unit(&self) -> String {
-        self.fam.unit.clone()
-    }
-    #[getter]
     fn multiprocess_mode(&self) -> String {
         self.fam.mode.clone()
     }
-    #[getter(r#type)]
-    fn metric_type(&self) -> &'static str {
-        "gauge"
-    }
-    fn __repr__(&self) -> String {
-        format!("shmtel._native.Gauge({})", self.fam.name)
-    }
-}
+});
 
 /// A histogram family (or an unlabelled histogram).
 #[pyclass(subclass, frozen, module = "shmtel._native")]
@@ -710,8 +673,7 @@ pub struct Histogram {
     is_child: bool,
 }
 
-#[pymethods]
-impl Histogram {
+family_class!(Histogram, "histogram", {
     #[new]
     #[pyo3(signature = (name, documentation = "", labelnames = None, namespace = "", subsystem = "", unit = "", registry = None, _labelvalues = None, buckets = None))]
     #[allow(clippy::too_many_arguments)]
@@ -753,24 +715,6 @@ impl Histogram {
         })
     }
 
-    /// The slow path of `labels()` (the fast entry point in `fastcall` falls back here).
-    #[pyo3(name = "_labels", signature = (*args, **kwargs))]
-    fn labels<'py>(
-        &self,
-        py: Python<'py>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let bound = if self.is_child {
-            self.child
-                .as_ref()
-                .map(|c| c.get().labelvalues.bind(py).clone())
-        } else {
-            None
-        };
-        labels(py, &self.fam, bound.as_ref(), args, kwargs)
-    }
-
     #[pyo3(name = "_observe", signature = (amount, exemplar = None))]
     fn observe(
         &self,
@@ -800,30 +744,7 @@ impl Histogram {
         b.push(f64::INFINITY);
         Ok(PyTuple::new(py, b)?.unbind())
     }
-    #[getter]
-    fn name(&self) -> String {
-        getters_name(&self.fam)
-    }
-    #[getter]
-    fn documentation(&self) -> String {
-        self.fam.documentation.clone()
-    }
-    #[getter]
-    fn labelnames(&self, py: Python<'_>) -> Py<PyTuple> {
-        self.fam.labelnames_py.clone_ref(py)
-    }
-    #[getter]
-    fn unit(&self) -> String {
-        self.fam.unit.clone()
-    }
-    #[getter(r#type)]
-    fn metric_type(&self) -> &'static str {
-        "histogram"
-    }
-    fn __repr__(&self) -> String {
-        format!("shmtel._native.Histogram({})", self.fam.name)
-    }
-}
+});
 
 /// A summary family (or an unlabelled summary).
 #[pyclass(subclass, frozen, module = "shmtel._native")]
@@ -833,8 +754,7 @@ pub struct Summary {
     is_child: bool,
 }
 
-#[pymethods]
-impl Summary {
+family_class!(Summary, "summary", {
     #[new]
     #[pyo3(signature = (name, documentation = "", labelnames = None, namespace = "", subsystem = "", unit = "", registry = None, _labelvalues = None))]
     #[allow(clippy::too_many_arguments)]
@@ -875,24 +795,6 @@ impl Summary {
         })
     }
 
-    /// The slow path of `labels()` (the fast entry point in `fastcall` falls back here).
-    #[pyo3(name = "_labels", signature = (*args, **kwargs))]
-    fn labels<'py>(
-        &self,
-        py: Python<'py>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let bound = if self.is_child {
-            self.child
-                .as_ref()
-                .map(|c| c.get().labelvalues.bind(py).clone())
-        } else {
-            None
-        };
-        labels(py, &self.fam, bound.as_ref(), args, kwargs)
-    }
-
     #[pyo3(name = "_observe")]
     fn observe(&self, amount: f64) -> PyResult<()> {
         let c = self
@@ -909,30 +811,7 @@ impl Summary {
             .ok_or_else(|| missing_labels(&self.fam))?;
         Ok(Timer::new(TimerTarget::Summary(c.clone_ref(py))))
     }
-    #[getter]
-    fn name(&self) -> String {
-        getters_name(&self.fam)
-    }
-    #[getter]
-    fn documentation(&self) -> String {
-        self.fam.documentation.clone()
-    }
-    #[getter]
-    fn labelnames(&self, py: Python<'_>) -> Py<PyTuple> {
-        self.fam.labelnames_py.clone_ref(py)
-    }
-    #[getter]
-    fn unit(&self) -> String {
-        self.fam.unit.clone()
-    }
-    #[getter(r#type)]
-    fn metric_type(&self) -> &'static str {
-        "summary"
-    }
-    fn __repr__(&self) -> String {
-        format!("shmtel._native.Summary({})", self.fam.name)
-    }
-}
+});
 
 macro_rules! labelled_family {
     ($($t:ty),*) => {$(

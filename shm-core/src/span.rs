@@ -432,7 +432,11 @@ fn new_span(st: &mut ThreadState, name: Symbol, parent: Option<SpanContext>, rem
         parent: parent_id,
         prev: None,
         // An unsampled span writes nothing: its times are never read.
-        start: if sampled { crate::clock::now_ticks() } else { 0 },
+        start: if sampled {
+            crate::clock::now_ticks()
+        } else {
+            0
+        },
         name: name.0,
         kind: span_kind::INTERNAL,
         status: span_status::UNSET,
