@@ -27,6 +27,7 @@ from shmtel._native import (
     set_trace_context,
     start_span,
 )
+from shmtel.bridges import LoggingHandler, structlog_processor
 from shmtel.observability import (
     LoggingConfig,
     LogLevel,
@@ -48,6 +49,7 @@ __all__ = [
     "Histogram",
     "LogLevel",
     "LoggingConfig",
+    "LoggingHandler",
     "MetricConfig",
     "Observability",
     "Span",
@@ -64,6 +66,7 @@ __all__ = [
     "set_trace_context",
     "setup_observability",
     "start_span",
+    "structlog_processor",
     "traced",
 ]
 
