@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import prometheus_client
 import pytest
 from pybind_helpers import families, parse_exposition, sample
 
-from shmtel import _native
+from shmtel import _native, prometheus
 from shmtel.prometheus import (
     CONTENT_TYPE_LATEST,
     DEFAULT_BUCKETS,
@@ -366,9 +368,62 @@ def test_registry_arguments_are_accepted(uid: str) -> None:
     Counter(f"reg2_{uid}", "R.", registry=None).inc()
     Counter(f"reg3_{uid}", "R.", registry=CollectorRegistry()).inc()
     assert sample(f"reg3_{uid}_total") == 1.0
-    with pytest.raises(NotImplementedError, match="no in-process registry"):
+    REGISTRY.register(Counter(f"reg4_{uid}", "R."))  # shmtel's own: recorded already
+    with pytest.raises(TypeError, match="no collect"):
         REGISTRY.register(object())
     REGISTRY.unregister(object())
+
+
+def test_custom_collectors_are_sampled_into_shmtel_families(uid: str) -> None:
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        InfoMetricFamily,
+    )
+
+    class Source:
+        def __init__(self) -> None:
+            self.total = 5.0
+            self.fail = False
+
+        def collect(self) -> Iterator[Any]:
+            if self.fail:
+                raise RuntimeError("backend down")
+            c = CounterMetricFamily(f"cc_jobs_{uid}", "Jobs.", labels=["queue"])
+            c.add_metric(["fast"], self.total)
+            yield c
+            g = GaugeMetricFamily(f"cc_temp_{uid}", "Temperature.")
+            g.add_metric([], 21.5)
+            yield g
+            yield InfoMetricFamily(f"cc_build_{uid}", "Build.", value={"version": "1.2"})
+            h = HistogramMetricFamily(f"cc_lat_{uid}", "Latency.", labels=[])
+            h.add_metric([], buckets=[("0.5", 2.0), ("+Inf", 3.0)], sum_value=1.25)
+            yield h
+
+    src = Source()
+    REGISTRY.register(src)  # sampled once at once, then every interval
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            REGISTRY.register(src)
+        # This process's own view; the collector adds `pid` to these `all`-mode gauges.
+        assert sample(f"cc_jobs_{uid}_total", queue="fast") == 5.0
+        assert sample(f"cc_temp_{uid}") == 21.5
+        assert sample(f"cc_build_{uid}_info", version="1.2") == 1.0
+        assert sample(f"cc_lat_{uid}_bucket", le="0.5") == 2.0
+        assert sample(f"cc_lat_{uid}_count") == 3.0
+        assert sample(f"cc_lat_{uid}_sum") == 1.25
+        src.total = 8.0
+        prometheus._CUSTOM.sample(src)
+        assert sample(f"cc_jobs_{uid}_total", queue="fast") == 8.0, "the growth is added"
+        src.total = 2.0  # the source restarted
+        prometheus._CUSTOM.sample(src)
+        assert sample(f"cc_jobs_{uid}_total", queue="fast") == 10.0, "a reset adds the new value"
+        src.fail = True
+        prometheus._CUSTOM.sample(src)  # logged, nothing recorded, no exception
+        assert sample(f"cc_jobs_{uid}_total", queue="fast") == 10.0
+    finally:
+        REGISTRY.unregister(src)
 
 
 def test_generate_latest(uid: str) -> None:
@@ -376,7 +431,7 @@ def test_generate_latest(uid: str) -> None:
     body = generate_latest()
     assert isinstance(body, bytes)
     assert parse_exposition(body.decode())[(f"gen_{uid}_total", ())] == 7.0
-    assert generate_latest(CollectorRegistry()) == generate_latest(REGISTRY) or True
+    assert generate_latest(CollectorRegistry()) == generate_latest(REGISTRY), "one process view"
     assert CONTENT_TYPE_LATEST == "text/plain; version=0.0.4; charset=utf-8"
 
 

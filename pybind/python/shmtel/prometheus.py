@@ -9,7 +9,9 @@ metrics have its methods (``labels``, ``inc``, ``dec``, ``set``, ``observe``, ``
 There is no in-process registry: the collector (``shmtel collect``) is the registry and serves the
 merged ``/metrics`` of every worker, so there is no ``start_http_server`` here. ``REGISTRY`` and
 ``CollectorRegistry`` exist so that code passing ``registry=`` keeps working; metrics are recorded
-whatever registry is named. :func:`generate_latest` renders this process's own view.
+whatever registry is named. ``REGISTRY.register(collector)`` takes custom collectors: they are
+sampled every few seconds into shmtel families (see :class:`CollectorRegistry`).
+:func:`generate_latest` renders this process's own view.
 
 ``Counter``, ``Gauge``, ``Histogram`` and ``Summary`` are the native classes themselves. ``Info``
 and ``Enum`` are built here on a native gauge with multiprocess mode ``mostrecent`` and exposed as
@@ -20,10 +22,12 @@ state and 0 for the others.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shmtel import _native
 from shmtel._native import DEFAULT_BUCKETS, Counter, Gauge, Histogram, Summary
@@ -59,8 +63,11 @@ class CollectorRegistry:
     """Accepted wherever prometheus_client takes a registry; metrics ignore which one.
 
     Every metric is recorded into the process's shared-memory regions and the collector exposes
-    all of them, so a registry selects nothing. Custom collectors cannot be registered (there is
-    no scrape-time callback in a process that is never scraped): :meth:`register` says so.
+    all of them, so a registry selects nothing for shmtel's own metrics. Custom collectors (any
+    object with prometheus_client's ``collect()``) are sampled instead of scraped: no scrape
+    reaches a worker, so a daemon thread calls ``collect()`` every
+    ``$SHMTEL_CUSTOM_COLLECTOR_INTERVAL`` seconds (default 5) and records what it yields (see
+    :class:`_CustomCollectors`).
     """
 
     def __init__(
@@ -70,18 +77,136 @@ class CollectorRegistry:
         self.target_info = dict(target_info) if target_info is not None else None
 
     def register(self, collector: object) -> None:
-        """Refuse: custom collectors have no place to run (the collector process scrapes shm)."""
-        raise NotImplementedError(
-            "shmtel has no in-process registry: custom collectors cannot be registered; "
-            "record their values into a shmtel Gauge instead"
-        )
+        """Record a custom collector's samples periodically (shmtel's own metrics are recorded
+        already and need no registration). TypeError for an object without ``collect()``."""
+        if isinstance(collector, (Counter, Gauge, Histogram, Summary, Info, Enum)):
+            return
+        if not callable(getattr(collector, "collect", None)):
+            raise TypeError(f"{collector!r} is not a collector: it has no collect() method")
+        _CUSTOM.add(collector)
 
     def unregister(self, collector: object) -> None:
-        """Do nothing: shmtel metrics live as long as the process's regions."""
+        """Stop sampling a custom collector (nothing for shmtel's own metrics)."""
+        _CUSTOM.remove(collector)
 
     def __repr__(self) -> str:
-        return "<shmtel.prometheus.CollectorRegistry (placeholder: the collector is the registry)>"
+        return "<shmtel.prometheus.CollectorRegistry (the shmtel collector is the registry)>"
 
+
+class _CustomCollectors:
+    """Custom collectors, sampled by a daemon thread into shmtel families.
+
+    Per family type: ``counter`` samples (``<name>_total``) become a shmtel counter incremented
+    by the growth since the previous sample (a drop is a reset: the new value is added);
+    ``gauge``, ``unknown``, ``info`` and ``stateset`` samples become gauges (multiprocess mode
+    ``all``: one series per process, labelled ``pid``, like prometheus_client's default);
+    ``histogram``, ``summary`` and ``gaugehistogram`` samples become one gauge per sample name
+    (``_bucket`` with its ``le`` label, ``_count``, ``_sum``), values unchanged. ``_created``
+    samples and exemplars are left out. A ``collect()`` that raises, or a sample whose name is
+    already a different metric, is logged once and skipped; the others go on.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._collectors: list[object] = []
+        self._last: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self._families: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+        self._warned: set[str] = set()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        interval = os.environ.get("SHMTEL_CUSTOM_COLLECTOR_INTERVAL", "5")
+        try:
+            self.interval = max(float(interval), 0.05)
+        except ValueError:
+            raise ValueError(
+                f"SHMTEL_CUSTOM_COLLECTOR_INTERVAL must be seconds, got {interval!r}"
+            ) from None
+
+    def add(self, collector: object) -> None:
+        with self._lock:
+            if any(c is collector for c in self._collectors):
+                raise ValueError(f"Collector already registered: {collector!r}")
+            self._collectors.append(collector)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="shmtel-custom-collectors", daemon=True
+                )
+                self._thread.start()
+        self.sample(collector)
+
+    def remove(self, collector: object) -> None:
+        with self._lock:
+            self._collectors = [c for c in self._collectors if c is not collector]
+
+    def after_fork_in_child(self) -> None:
+        """The sampling thread did not survive the fork: start a new one if needed."""
+        self._lock = threading.Lock()
+        self._last.clear()
+        self._thread = None
+        if self._collectors:
+            self._thread = threading.Thread(
+                target=self._run, name="shmtel-custom-collectors", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.interval)
+            with self._lock:
+                collectors = list(self._collectors)
+            for c in collectors:
+                self.sample(c)
+
+    def sample(self, collector: object) -> None:
+        """Call ``collector.collect()`` once and record what it yields."""
+        try:
+            families = list(collector.collect())  # type: ignore[attr-defined]
+        except Exception as e:  # a user's collector: log, keep the others going
+            self._warn_once(f"collect:{id(collector)}", f"{collector!r}.collect() failed: {e!r}")
+            return
+        with self._lock:
+            for family in families:
+                for s in family.samples:
+                    self._record(family, s)
+
+    def _record(self, family: Any, s: Any) -> None:
+        name, labels, value = s.name, dict(s.labels), float(s.value)
+        if name.endswith("_created"):
+            return
+        labelnames = tuple(sorted(labels))
+        values = tuple(labels[k] for k in labelnames)
+        doc = family.documentation
+        try:
+            if family.type == "counter":
+                metric = self._family(Counter, family.name, doc, labelnames)
+                key = (name, tuple(zip(labelnames, values, strict=True)))
+                last = self._last.get(key, 0.0)
+                self._last[key] = value
+                delta = value - last if value >= last else value
+                if delta > 0:
+                    (metric.labels(*values) if values else metric).inc(delta)
+            else:
+                metric = self._family(Gauge, name, doc, labelnames)
+                (metric.labels(*values) if values else metric).set(value)
+        except ValueError as e:
+            self._warn_once(name, f"custom collector sample {name} skipped: {e}")
+
+    def _family(self, cls: Any, name: str, doc: str, labelnames: tuple[str, ...]) -> Any:
+        key = (cls.__name__, name, labelnames)
+        metric = self._families.get(key)
+        if metric is None:
+            metric = cls(name, doc, labelnames)
+            self._families[key] = metric
+        return metric
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            logging.getLogger("shmtel").warning(message)
+
+
+_CUSTOM = _CustomCollectors()
+os.register_at_fork(after_in_child=_CUSTOM.after_fork_in_child)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
