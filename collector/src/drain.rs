@@ -460,6 +460,9 @@ impl Drainer {
         for s in &mut self.span_sinks {
             s.tick();
         }
+        for s in &mut self.log_sinks {
+            s.tick();
+        }
         work
     }
 

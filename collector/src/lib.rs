@@ -24,6 +24,7 @@ pub mod export;
 pub mod exposition;
 pub mod http;
 pub mod inspect;
+pub mod logs;
 pub mod model;
 pub mod sinks;
 pub mod traces;

@@ -160,6 +160,10 @@ pub trait SpanSink: Send {
 pub trait LogSink: Send {
     /// Take one log event. Must not block.
     fn export(&mut self, log: LogData);
+    /// Called after every drain pass (at least every `max_sleep`), whether or not log events
+    /// arrived: time-based work (the reorder window, batch timeouts, time-based file rotation)
+    /// goes here. Must not block.
+    fn tick(&mut self) {}
     /// Flush what is queued (at shutdown).
     fn flush(&mut self) {}
 }

@@ -98,7 +98,7 @@ fn object(attrs: &[(String, OwnedValue)]) -> Value {
     )
 }
 
-impl Encoder for JsonlEncoder {
+impl Encoder<SpanData> for JsonlEncoder {
     fn encode(&mut self, spans: Vec<SpanData>, out: &mut Vec<u8>) {
         for s in spans {
             // Serialising a Value into a Vec cannot fail.

@@ -85,7 +85,7 @@ impl OtlpEncoder {
     }
 }
 
-impl Encoder for OtlpEncoder {
+impl Encoder<SpanData> for OtlpEncoder {
     fn encode(&mut self, spans: Vec<SpanData>, out: &mut Vec<u8>) {
         let req = self.request(spans);
         out.reserve(req.encoded_len());

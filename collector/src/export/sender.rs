@@ -1,5 +1,6 @@
-//! The batching sender every exporter shares: a [`SpanSink`] that batches on the drain thread
-//! and a sending thread that encodes, delivers and retries.
+//! The batching sender every exporter shares: a sink ([`SpanSink`] for spans, [`LogSink`] for
+//! log events) that batches on the drain thread and a sending thread that encodes, delivers and
+//! retries.
 //!
 //! The drain thread (through [`BatchSink::export`] and [`BatchSink::tick`]) collects spans into
 //! a batch and hands the batch to the sending thread over a channel when it is full or old
@@ -20,15 +21,15 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::stats::ExporterStats;
-use crate::sinks::{SpanData, SpanSink};
+use crate::sinks::{LogData, LogSink, SpanData, SpanSink};
 
-/// How long [`SpanSink::flush`] waits for queued batches to be delivered at shutdown.
+/// How long [`SpanSink::flush`] (and [`LogSink::flush`]) waits for queued batches to be delivered at shutdown.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Turns a batch of spans into one request body.
-pub trait Encoder: Send + 'static {
-    /// Append the encoding of `spans` to `out`.
-    fn encode(&mut self, spans: Vec<SpanData>, out: &mut Vec<u8>);
+/// Turns a batch of items (spans, log events) into one request body.
+pub trait Encoder<T>: Send + 'static {
+    /// Append the encoding of `items` to `out`.
+    fn encode(&mut self, items: Vec<T>, out: &mut Vec<u8>);
 }
 
 /// What became of one delivery attempt.
@@ -60,11 +61,11 @@ pub trait Transport: Send + 'static {
 /// Batching, queueing and retry settings of one exporter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchSettings {
-    /// Spans per batch.
+    /// Items per batch.
     pub batch_size: usize,
-    /// Longest a span waits for its batch to fill.
+    /// Longest an item waits for its batch to fill.
     pub batch_timeout: Duration,
-    /// Spans held at most (open batch + queued + in flight).
+    /// Items held at most (open batch + queued + in flight).
     pub queue_size: usize,
     /// First retry delay (before jitter).
     pub initial_backoff: Duration,
@@ -74,8 +75,8 @@ pub struct BatchSettings {
     pub max_elapsed: Duration,
 }
 
-enum Msg {
-    Batch(Vec<SpanData>),
+enum Msg<T> {
+    Batch(Vec<T>),
     Flush(mpsc::SyncSender<()>),
 }
 
@@ -86,24 +87,25 @@ struct Shared {
     closing: Mutex<Option<Instant>>,
 }
 
-/// A [`SpanSink`] that batches spans and sends them from a thread of its own.
-pub struct BatchSink {
+/// A sink that batches items (a [`SpanSink`] for `T = SpanData`, a [`LogSink`] for
+/// `T = LogData`) and sends them from a thread of its own.
+pub struct BatchSink<T> {
     settings: BatchSettings,
-    open: Vec<SpanData>,
+    open: Vec<T>,
     opened: Instant,
-    tx: Option<mpsc::Sender<Msg>>,
+    tx: Option<mpsc::Sender<Msg<T>>>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl BatchSink {
+impl<T: Send + 'static> BatchSink<T> {
     /// Start the sending thread for `encoder` and `transport`.
     pub fn start(
         settings: BatchSettings,
         stats: Arc<ExporterStats>,
-        encoder: impl Encoder,
+        encoder: impl Encoder<T>,
         transport: impl Transport,
-    ) -> Result<BatchSink, String> {
+    ) -> Result<BatchSink<T>, String> {
         let shared = Arc::new(Shared {
             stats,
             closing: Mutex::new(None),
@@ -115,6 +117,7 @@ impl BatchSink {
             encoder,
             transport,
             rng: seed(),
+            _items: std::marker::PhantomData,
         };
         let thread = std::thread::Builder::new()
             .name(format!("shmtel-export-{}", shared.stats.name))
@@ -146,10 +149,9 @@ impl BatchSink {
             self.shared.stats.add_failed(n);
         }
     }
-}
 
-impl SpanSink for BatchSink {
-    fn export(&mut self, span: SpanData) {
+    /// Queue one item (dropped and counted when the queue is full).
+    fn push(&mut self, item: T) {
         let stats = &self.shared.stats;
         if stats.queued() >= self.settings.queue_size as u64 {
             stats.add_dropped(1);
@@ -160,19 +162,21 @@ impl SpanSink for BatchSink {
             self.opened = Instant::now();
             self.open.reserve(self.settings.batch_size);
         }
-        self.open.push(span);
+        self.open.push(item);
         if self.open.len() >= self.settings.batch_size {
             self.hand_off();
         }
     }
 
-    fn tick(&mut self) {
+    /// Hand the open batch off when it is old enough.
+    fn hand_off_if_old(&mut self) {
         if !self.open.is_empty() && self.opened.elapsed() >= self.settings.batch_timeout {
             self.hand_off();
         }
     }
 
-    fn flush(&mut self) {
+    /// Hand everything off and wait (up to [`FLUSH_TIMEOUT`]) for it to be delivered.
+    fn flush_all(&mut self) {
         self.hand_off();
         let deadline = Instant::now() + FLUSH_TIMEOUT;
         *self.shared.closing.lock() = Some(deadline);
@@ -194,13 +198,42 @@ impl SpanSink for BatchSink {
             tracing::warn!(
                 exporter = self.shared.stats.name,
                 held = self.shared.stats.queued(),
-                "span exporter: shutdown flush timed out; spans still held are lost"
+                what = self.shared.stats.what,
+                "exporter: shutdown flush timed out; what it still held is lost"
             );
         }
     }
 }
 
-impl Drop for BatchSink {
+impl SpanSink for BatchSink<SpanData> {
+    fn export(&mut self, span: SpanData) {
+        self.push(span);
+    }
+
+    fn tick(&mut self) {
+        self.hand_off_if_old();
+    }
+
+    fn flush(&mut self) {
+        self.flush_all();
+    }
+}
+
+impl LogSink for BatchSink<LogData> {
+    fn export(&mut self, log: LogData) {
+        self.push(log);
+    }
+
+    fn tick(&mut self) {
+        self.hand_off_if_old();
+    }
+
+    fn flush(&mut self) {
+        self.flush_all();
+    }
+}
+
+impl<T> Drop for BatchSink<T> {
     fn drop(&mut self) {
         // Without a flush, nothing waits for the sending thread: let it give up at its next
         // retry instead of retrying into the void.
@@ -208,16 +241,17 @@ impl Drop for BatchSink {
     }
 }
 
-struct Worker<E, T> {
+struct Worker<E, X, T> {
     settings: BatchSettings,
     shared: Arc<Shared>,
     encoder: E,
-    transport: T,
+    transport: X,
     rng: u64,
+    _items: std::marker::PhantomData<fn(T)>,
 }
 
-impl<E: Encoder, T: Transport> Worker<E, T> {
-    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+impl<T, E: Encoder<T>, X: Transport> Worker<E, X, T> {
+    fn run(mut self, rx: mpsc::Receiver<Msg<T>>) {
         while let Ok(msg) = rx.recv() {
             match msg {
                 Msg::Batch(batch) => {
@@ -232,7 +266,7 @@ impl<E: Encoder, T: Transport> Worker<E, T> {
         }
     }
 
-    fn deliver(&mut self, batch: Vec<SpanData>) {
+    fn deliver(&mut self, batch: Vec<T>) {
         let n = batch.len() as u64;
         let stats = self.shared.stats.clone();
         let mut body = Vec::new();
@@ -249,8 +283,9 @@ impl<E: Encoder, T: Transport> Worker<E, T> {
                 Outcome::Fail(why) => {
                     tracing::warn!(
                         exporter = stats.name,
-                        spans = n,
-                        "span batch rejected: {why}"
+                        items = n,
+                        what = stats.what,
+                        "batch rejected: {why}"
                     );
                     stats.add_failed(n);
                     return;
@@ -266,9 +301,10 @@ impl<E: Encoder, T: Transport> Worker<E, T> {
             if Instant::now() + wait > deadline {
                 tracing::warn!(
                     exporter = stats.name,
-                    spans = n,
+                    items = n,
+                    what = stats.what,
                     elapsed = ?start.elapsed(),
-                    "span batch given up after retries: {why}"
+                    "batch given up after retries: {why}"
                 );
                 stats.add_failed(n);
                 return;
@@ -276,7 +312,8 @@ impl<E: Encoder, T: Transport> Worker<E, T> {
             tracing::debug!(
                 exporter = stats.name,
                 ?wait,
-                "span batch will be retried: {why}"
+                what = stats.what,
+                "batch will be retried: {why}"
             );
             stats.add_retry();
             std::thread::sleep(wait);
@@ -335,7 +372,7 @@ mod tests {
 
     /// Encodes span ids as 8-byte big-endian words.
     struct Ids;
-    impl Encoder for Ids {
+    impl Encoder<SpanData> for Ids {
         fn encode(&mut self, spans: Vec<SpanData>, out: &mut Vec<u8>) {
             for s in spans {
                 out.extend_from_slice(&s.span_id);
@@ -487,6 +524,7 @@ mod tests {
             encoder: Ids,
             transport: Script::new(vec![]),
             rng: seed(),
+            _items: std::marker::PhantomData,
         };
         let d = Duration::from_millis(1000);
         let samples: Vec<Duration> = (0..1000).map(|_| w.jitter(d)).collect();

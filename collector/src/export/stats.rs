@@ -13,8 +13,10 @@ use crate::model::{FamilyProvider, FamilySnapshot, MetricKind, SeriesSnapshot, S
 /// independent statistic, so Relaxed ordering is enough throughout.
 #[derive(Debug)]
 pub struct ExporterStats {
-    /// The `exporter` label: `otlp`, `zipkin`, `jsonl`.
+    /// The `exporter` label: `otlp`, `zipkin`, `jsonl` (the `sink` label for log sinks).
     pub name: &'static str,
+    /// What it exports, for its own log lines: `spans` or `logs`.
+    pub what: &'static str,
     exported: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
@@ -23,10 +25,16 @@ pub struct ExporterStats {
 }
 
 impl ExporterStats {
-    /// Zeroed counters for the exporter `name`.
+    /// Zeroed counters for the span exporter `name`.
     pub fn new(name: &'static str) -> ExporterStats {
+        ExporterStats::new_for(name, "spans")
+    }
+
+    /// Zeroed counters for the exporter `name` of `what` (`spans`, `logs`).
+    pub fn new_for(name: &'static str, what: &'static str) -> ExporterStats {
         ExporterStats {
             name,
+            what,
             exported: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -98,21 +106,67 @@ impl ExporterStats {
     }
 }
 
-/// The `/metrics` families of every exporter: `shmtel_exporter_spans_total{exporter,result}`,
-/// `shmtel_exporter_retries_total{exporter}` and `shmtel_exporter_queue_spans{exporter}`.
+/// The `/metrics` families of every span exporter: `shmtel_exporter_spans_total{exporter,result}`,
+/// `shmtel_exporter_retries_total{exporter}` and `shmtel_exporter_queue_spans{exporter}`; of
+/// every log sink ([`ExporterMetrics::logs`]): `shmtel_log_sink_records_total{sink,result}`,
+/// `shmtel_log_sink_retries_total{sink}` and `shmtel_log_sink_queue_records{sink}`.
 pub struct ExporterMetrics {
     stats: Vec<Arc<ExporterStats>>,
     created: f64,
+    names: Names,
+}
+
+/// Family names, label name and wording of one kind of exporter.
+struct Names {
+    total: &'static str,
+    retries: &'static str,
+    queue: &'static str,
+    label: &'static str,
+    items: &'static str,
+    exporter: &'static str,
 }
 
 impl ExporterMetrics {
-    /// A provider over `stats`.
+    /// A provider over the span exporters' `stats`.
     pub fn new(stats: Vec<Arc<ExporterStats>>) -> ExporterMetrics {
+        Self::with_names(
+            stats,
+            Names {
+                total: "shmtel_exporter_spans_total",
+                retries: "shmtel_exporter_retries_total",
+                queue: "shmtel_exporter_queue_spans",
+                label: "exporter",
+                items: "Spans",
+                exporter: "span exporter",
+            },
+        )
+    }
+
+    /// A provider over the log sinks' `stats`.
+    pub fn logs(stats: Vec<Arc<ExporterStats>>) -> ExporterMetrics {
+        Self::with_names(
+            stats,
+            Names {
+                total: "shmtel_log_sink_records_total",
+                retries: "shmtel_log_sink_retries_total",
+                queue: "shmtel_log_sink_queue_records",
+                label: "sink",
+                items: "Log records",
+                exporter: "log sink",
+            },
+        )
+    }
+
+    fn with_names(stats: Vec<Arc<ExporterStats>>, names: Names) -> ExporterMetrics {
         let created = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
-        ExporterMetrics { stats, created }
+        ExporterMetrics {
+            stats,
+            created,
+            names,
+        }
     }
 }
 
@@ -126,7 +180,8 @@ impl FamilyProvider for ExporterMetrics {
             },
             created_unix_secs: Some(self.created),
         };
-        let exporter = |s: &ExporterStats| ("exporter".to_owned(), s.name.to_owned());
+        let n = &self.names;
+        let exporter = |s: &ExporterStats| (n.label.to_owned(), s.name.to_owned());
         let mut spans = Vec::new();
         let mut retries = Vec::new();
         let mut queue = Vec::new();
@@ -150,25 +205,29 @@ impl FamilyProvider for ExporterMetrics {
         }
         vec![
             FamilySnapshot {
-                name: "shmtel_exporter_spans_total".into(),
-                help: "Spans handled by each span exporter, by result: exported (accepted by \
-                       the backend), failed (rejected, or retries exhausted), dropped (queue \
-                       full)."
-                    .into(),
+                name: n.total.into(),
+                help: format!(
+                    "{} handled by each {}, by result: exported (accepted by the backend), \
+                     failed (rejected, or retries exhausted), dropped (queue full).",
+                    n.items, n.exporter
+                ),
                 unit: String::new(),
                 kind: MetricKind::Counter,
                 series: spans,
             },
             FamilySnapshot {
-                name: "shmtel_exporter_retries_total".into(),
-                help: "Send attempts of span batches that were retried.".into(),
+                name: n.retries.into(),
+                help: format!("Send attempts of {} batches that were retried.", n.exporter),
                 unit: String::new(),
                 kind: MetricKind::Counter,
                 series: retries,
             },
             FamilySnapshot {
-                name: "shmtel_exporter_queue_spans".into(),
-                help: "Spans held by each span exporter (batching, queued or being sent).".into(),
+                name: n.queue.into(),
+                help: format!(
+                    "{} held by each {} (batching, queued or being sent).",
+                    n.items, n.exporter
+                ),
                 unit: String::new(),
                 kind: MetricKind::Gauge,
                 series: queue,

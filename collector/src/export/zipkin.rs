@@ -98,7 +98,7 @@ impl ZipkinEncoder {
     }
 }
 
-impl Encoder for ZipkinEncoder {
+impl Encoder<SpanData> for ZipkinEncoder {
     fn encode(&mut self, spans: Vec<SpanData>, out: &mut Vec<u8>) {
         let arr: Vec<Value> = spans.into_iter().map(|s| self.span_json(s)).collect();
         // Serialising a Value into a Vec cannot fail.
