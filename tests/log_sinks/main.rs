@@ -1,0 +1,1 @@
+//! End-to-end tests of the log sinks (files with rotation, syslog, OTLP logs).

@@ -1,0 +1,1 @@
+//! End-to-end tests of the log pipeline (schema, reorder, redaction).
