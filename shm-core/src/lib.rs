@@ -50,6 +50,8 @@ pub mod sigbus;
 mod span;
 #[cfg(not(loom))]
 mod table;
+#[cfg(all(feature = "tracing", not(loom)))]
+pub mod tracing_layer;
 #[cfg(not(loom))]
 mod value;
 #[cfg(not(loom))]
@@ -61,7 +63,7 @@ pub use config::{init, Config};
 pub use error::Error;
 #[cfg(not(loom))]
 pub use logs::{
-    business_event, correlation_id, log, log_enabled, log_in_context, log_with_caller,
+    business_event, correlation_id, log, log_enabled, log_in_context, log_in_span, log_with_caller,
     set_correlation_id, set_log_level, Level, LogContext,
 };
 #[cfg(not(loom))]
@@ -70,9 +72,13 @@ pub use metrics::{
     DEFAULT_BUCKETS,
 };
 #[cfg(not(loom))]
-pub use span::{current_span, ratio_sampled, Span, SpanContext, SpanKind, SpanStatus};
+pub use span::{
+    current_span, ratio_sampled, set_current_span, Span, SpanContext, SpanKind, SpanStatus,
+};
 #[cfg(not(loom))]
 pub use table::Symbol;
+#[cfg(all(feature = "tracing", not(loom)))]
+pub use tracing_layer::{ShmtelLayer, ShmtelLevelFilter};
 #[cfg(not(loom))]
 pub use value::Value;
 #[cfg(not(loom))]

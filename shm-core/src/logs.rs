@@ -184,7 +184,7 @@ pub fn log_with_caller(
     if !log_enabled(level) {
         return;
     }
-    write_log(level, message, fields, caller, None);
+    write_log(level, message, fields, caller, Context::Thread);
 }
 
 /// A log event's context given by the caller rather than taken from the thread: for runtimes
@@ -209,7 +209,34 @@ pub fn log_in_context(
     if !log_enabled(level) {
         return;
     }
-    write_log(level, message, fields, caller, Some(context));
+    write_log(level, message, fields, caller, Context::Given(context));
+}
+
+/// [`log_with_caller`] in an explicit span (`None`: none) instead of the thread's current one,
+/// with the thread's correlation id: for integrations whose events name their span (a `tracing`
+/// event with an explicit parent).
+pub fn log_in_span(
+    level: Level,
+    message: &str,
+    fields: &[(Symbol, Value<'_>)],
+    caller: Symbol,
+    span: Option<SpanContext>,
+) {
+    if !log_enabled(level) {
+        return;
+    }
+    write_log(level, message, fields, caller, Context::Span(span));
+}
+
+/// Where a log event's span and correlation id come from.
+#[derive(Clone, Copy)]
+enum Context<'a> {
+    /// The thread's current span and correlation id.
+    Thread,
+    /// The given span, the thread's correlation id.
+    Span(Option<SpanContext>),
+    /// Both given.
+    Given(LogContext<'a>),
 }
 
 #[inline(always)]
@@ -218,18 +245,19 @@ fn write_log(
     message: &str,
     fields: &[(Symbol, Value<'_>)],
     caller: Symbol,
-    context: Option<LogContext<'_>>,
+    context: Context<'_>,
 ) {
     let ts = crate::clock::now_ticks();
     let max_msg = crate::config::get().max_message_bytes;
     with_thread(|st| {
         let batch = st.batch_depth != 0;
         let (ctx, corr) = match context {
-            Some(c) => {
+            Context::Given(c) => {
                 let n = floor_char_boundary(c.correlation_id, MAX_CORRELATION_ID);
                 (c.span, &c.correlation_id.as_bytes()[..n])
             }
-            None => (st.span.current(), st.correlation.get()),
+            Context::Span(span) => (span, st.correlation.get()),
+            Context::Thread => (st.span.current(), st.correlation.get()),
         };
         let corr_len = corr.len();
         let Some(ring) = st.slot.get() else { return };

@@ -159,6 +159,15 @@ pub fn current_span() -> Option<SpanContext> {
     with_thread(|st| st.span.current()).flatten()
 }
 
+/// Make `ctx` this thread's current span (`None`: no current span) without a guard, and return
+/// the previous one. For integrations that manage span lifetimes themselves (the `tracing`
+/// layer sets it when a span is entered and restores the previous one on exit): log events,
+/// exemplars and spans started with [`Span::start`] on this thread then take `ctx` as their
+/// context. The caller restores the returned value.
+pub fn set_current_span(ctx: Option<SpanContext>) -> Option<SpanContext> {
+    with_thread(|st| std::mem::replace(&mut st.span.current, ctx)).flatten()
+}
+
 /// A span in progress. It ends when [`Span::end`] is called or when it is dropped.
 #[derive(Debug)]
 pub struct Span {
@@ -277,6 +286,16 @@ impl Span {
 
     /// Add an event with attributes.
     pub fn add_event(&mut self, name: Symbol, attrs: &[(Symbol, Value<'_>)]) {
+        self.event_at(name, None, attrs);
+    }
+
+    /// [`Span::add_event`] with the event's time given, in ticks of [`crate::clock::now_ticks`]
+    /// (an integration that buffers events and writes them when the span ends).
+    pub fn add_event_at(&mut self, name: Symbol, ticks: u64, attrs: &[(Symbol, Value<'_>)]) {
+        self.event_at(name, Some(ticks), attrs);
+    }
+
+    fn event_at(&mut self, name: Symbol, ticks: Option<u64>, attrs: &[(Symbol, Value<'_>)]) {
         if self.ended
             || !self.ctx.sampled
             || self.over_limit(self.events, crate::config::get().max_span_events)
@@ -287,7 +306,7 @@ impl Span {
         let seq = self.events;
         let body = SpanEvent {
             span_id: self.ctx.span_id,
-            ts: crate::clock::now_ticks(),
+            ts: ticks.unwrap_or_else(crate::clock::now_ticks),
             name: name.0,
             event_seq: seq,
             reserved: 0,
