@@ -8,12 +8,21 @@ included. Competitors: prometheus_client
 in-process and in multiprocess mode (a subprocess: PROMETHEUS_MULTIPROC_DIR must be set before it
 is imported), the OpenTelemetry SDK (TracerProvider, always-on sampler, BatchSpanProcessor with an
 exporter that does nothing; plus TraceIdRatioBased(0.1), ALWAYS_OFF, and ParentBased(ALWAYS_ON)
-under an unsampled remote parent for the head-sampling cases), stdlib logging + python-json-logger and structlog's JSONRenderer (to a
+under an unsampled remote parent for the head-sampling cases), stdlib logging +
+python-json-logger, stdlib logging with a handler that does nothing (the floor of any `logging`
+handler: Logger.info, findCaller and LogRecord creation) and structlog's JSONRenderer (to a
 null stream). shmtel records into a temporary region directory (default 1 MiB rings) while a
 `shmtel collect` (from $SHMTEL_BIN or target/release/shmtel) drains it, as in production, with a
 pause after each shmtel batch for the drain: a tight loop on a 2-core machine writes faster than
 a collector drains, and a record that finds its ring full is dropped (counted) on a cheaper path,
 which would flatter the figures. The records dropped during each shmtel case are reported.
+
+Logs (issue 5): the same event (a message and two fields at INFO) through shmtel's `info()`, a
+stdlib logger whose only handler is `shmtel.LoggingHandler` (`logger.info(msg, extra=...)`;
+a `logging.Logger`, and a `shmtel.Logger`, which records without making a LogRecord),
+structlog with `shmtel.StructlogLoggerFactory` (add_log_level + `shmtel.structlog_render`), and
+the competitors above; and the filtered-out call (shmtel's `debug()` below INFO, logging's, and
+structlog's filtering bound logger).
 
 Head sampling (issue 4): the span case is measured sampled (shmtel's process ratio 1 / the SDK's
 ALWAYS_ON), at ratio 0.1 on both sides (the default ratio of a shmtel service; 10% of the traces
@@ -53,6 +62,12 @@ TARGETS: dict[str, int | None] = {
     "span cm + 1 attribute, unsampled": None,
     "info() + 2 fields": 400,
     "debug() filtered out": 40,
+}
+# Targets of shmtel's other implementations of an operation (issue 5), ns per call.
+BRIDGE_TARGETS: dict[tuple[str, str], int | None] = {
+    ("info() + 2 fields", "shmtel LoggingHandler (stdlib logger.info)"): 1500,
+    ("info() + 2 fields", "shmtel.Logger + LoggingHandler (stdlib logger.info)"): 1500,
+    ("info() + 2 fields", "shmtel structlog factory"): None,
 }
 
 
@@ -260,6 +275,50 @@ class NullStream:
         pass
 
 
+LOG_OPERATIONS = ("info() + 2 fields", "debug() filtered out")
+LOG_STMT = "c.info('user logged in', extra={'user_id': 42, 'method': 'GET'})"
+STRUCTLOG_STMT = "c.info('user logged in', user_id=42, method='GET')"
+
+
+def shmtel_logging_cases() -> list[Case]:
+    """The same event through shmtel's bridges: a stdlib logger whose only handler is
+    ``shmtel.LoggingHandler`` (a plain ``logging.Logger``, and a ``shmtel.Logger``, which skips
+    the LogRecord), and structlog with ``shmtel.StructlogLoggerFactory``."""
+    import structlog
+
+    import shmtel
+
+    logger = logging.getLogger("bench.shmtel")
+    logger.handlers[:] = [shmtel.LoggingHandler()]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logging.setLoggerClass(shmtel.Logger)
+    try:
+        fast = logging.getLogger("bench.shmtel.fast")
+    finally:
+        logging.setLoggerClass(logging.Logger)
+    fast.handlers[:] = [shmtel.LoggingHandler()]
+    fast.propagate = False
+    fast.setLevel(logging.INFO)
+    slog = structlog.wrap_logger(
+        shmtel.StructlogLoggerFactory()(),
+        processors=[structlog.processors.add_log_level, shmtel.structlog_render],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        cache_logger_on_first_use=True,
+    )
+    return [
+        ("info() + 2 fields", "shmtel LoggingHandler (stdlib logger.info)", LOG_STMT, logger),
+        (
+            "info() + 2 fields",
+            "shmtel.Logger + LoggingHandler (stdlib logger.info)",
+            LOG_STMT,
+            fast,
+        ),
+        ("debug() filtered out", "shmtel.Logger (stdlib logger.debug)", "c.debug('details')", fast),
+        ("info() + 2 fields", "shmtel structlog factory", STRUCTLOG_STMT, slog),
+    ]
+
+
 def logging_cases() -> list[Case]:
     import structlog
     from pythonjsonlogger.json import JsonFormatter
@@ -271,30 +330,31 @@ def logging_cases() -> list[Case]:
     logger.propagate = False
     logger.setLevel(logging.INFO)
 
-    structlog.configure(
+    class DoNothing(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            pass
+
+    floor = logging.getLogger("bench.floor")
+    floor.handlers[:] = [DoNothing()]
+    floor.propagate = False
+    floor.setLevel(logging.INFO)
+
+    slog = structlog.wrap_logger(
+        structlog.WriteLogger(NullStream()),  # type: ignore[arg-type]
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso"),
             structlog.processors.JSONRenderer(),
         ],
-        logger_factory=structlog.WriteLoggerFactory(file=NullStream()),  # type: ignore[arg-type]
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
         cache_logger_on_first_use=True,
     )
-    slog = structlog.get_logger()
     return [
-        (
-            "info() + 2 fields",
-            "logging + python-json-logger",
-            "c.info('user logged in', extra={'user_id': 42, 'method': 'GET'})",
-            logger,
-        ),
-        (
-            "info() + 2 fields",
-            "structlog JSONRenderer",
-            "c.info('user logged in', user_id=42, method='GET')",
-            slog,
-        ),
+        ("info() + 2 fields", "logging + python-json-logger", LOG_STMT, logger),
+        ("info() + 2 fields", "logging + do-nothing handler (the floor)", LOG_STMT, floor),
+        ("info() + 2 fields", "structlog JSONRenderer", STRUCTLOG_STMT, slog),
         ("debug() filtered out", "logging", "c.debug('details')", logger),
+        ("debug() filtered out", "structlog (filtering bound logger)", "c.debug('details')", slog),
     ]
 
 
@@ -392,17 +452,19 @@ def table(results: list[dict[str, Any]]) -> str:
     ]
     for op in TARGETS:
         rows = [r for r in results if r["operation"] == op]
-        rows.sort(key=lambda r: (r["implementation"] != "shmtel", r["ns"]))
+        rows.sort(key=lambda r: (not r["implementation"].startswith("shmtel"), r["ns"]))
         for r in rows:
             base = shmtel_ns.get(op)
-            if r["implementation"] == "shmtel":
-                target = TARGETS[op]
+            impl = r["implementation"]
+            if impl.startswith("shmtel"):
+                target = TARGETS[op] if impl == "shmtel" else BRIDGE_TARGETS.get((op, impl))
                 if target is None:
                     goal = "–"
                 else:
-                    goal = f"≤ {target} ns: {'met' if r['ns'] <= target else 'MISSED'}"
+                    goal = f"≤ {target:,} ns: {'met' if r['ns'] <= target else 'MISSED'}"
+                ratio = f"{r['ns'] / base:,.1f}" if base else "-"
                 lines.append(
-                    f"| {op} | **shmtel** | **{r['ns']:,.0f}** | 1.0 "
+                    f"| {op} | **{impl}** | **{r['ns']:,.0f}** | {ratio} "
                     f"| {goal} ({r['dropped']:,} dropped) |"
                 )
             else:
@@ -425,6 +487,11 @@ def main() -> int:
         help="no collector: shmtel's rings (256 MiB each, so nothing drops) are not drained while\n"
         "the loops run, which measures the writer alone, as plain timeit loops do (the\n"
         "default run adds a concurrently draining collector's cache-line traffic)",
+    )
+    p.add_argument(
+        "--logs-only",
+        action="store_true",
+        help="only the log cases (info() + 2 fields, debug() filtered out)",
     )
     p.add_argument("--prometheus-multiprocess", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -453,16 +520,23 @@ def main() -> int:
             f"python {sys.version.split()[0]}; shmtel {shmtel.__version__} {_native.build_info()}",
             file=sys.stderr,
         )
-        results = run_cases(shmtel_cases(), a.repeat, a.batch, a.pause)
-        results += run_cases(prometheus_cases("prometheus_client"), a.repeat, a.batch)
-        results += multiprocess_results(a.repeat, a.batch)
-        for cases, scope, records in shmtel_sampling_cases():
-            with scope():
-                results += run_cases(cases, a.repeat, a.batch, a.pause if records else 0.0)
-        results += run_cases(otel_cases(), a.repeat, a.batch)
-        for cases, scope, records in otel_sampling_cases():
-            with scope():
-                results += run_cases(cases, a.repeat, a.batch, a.pause if records else 0.0)
+        shmtel_main = shmtel_cases()
+        if a.logs_only:
+            shmtel_main = [c for c in shmtel_main if c[0] in LOG_OPERATIONS]
+        results = run_cases(shmtel_main, a.repeat, a.batch, a.pause)
+        if not a.logs_only:
+            results += run_cases(prometheus_cases("prometheus_client"), a.repeat, a.batch)
+            results += multiprocess_results(a.repeat, a.batch)
+            for cases, scope, records in shmtel_sampling_cases():
+                with scope():
+                    results += run_cases(cases, a.repeat, a.batch, a.pause if records else 0.0)
+            results += run_cases(otel_cases(), a.repeat, a.batch)
+            for cases, scope, records in otel_sampling_cases():
+                with scope():
+                    results += run_cases(cases, a.repeat, a.batch, a.pause if records else 0.0)
+        # The log cases one after the other (the bridges beside their competitors), so that a
+        # shared machine's load drifts as little as possible between the figures compared.
+        results += run_cases(shmtel_logging_cases(), a.repeat, a.batch, a.pause)
         results += run_cases(logging_cases(), a.repeat, a.batch)
         stats = _native.writer_stats()
     finally:

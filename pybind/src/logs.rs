@@ -21,6 +21,8 @@ use crate::context;
 use crate::symbols::{self, symbol, symbol_of_text};
 use crate::values::{display, field, str_field, Field, Scratch};
 
+mod bridge;
+
 static INCLUDE_CALLER: AtomicBool = AtomicBool::new(false);
 static CORRELATION_FIELD: AtomicBool = AtomicBool::new(true);
 static TRACE_FIELDS: AtomicBool = AtomicBool::new(true);
@@ -128,7 +130,32 @@ fn emit(
         Value::Str(s) => s,
         _ => "",
     };
-    // Ordering: Relaxed (all three): settings.
+    // Ordering: Relaxed: a setting.
+    let caller = if INCLUDE_CALLER.load(Ordering::Relaxed) {
+        symbols::caller(py)
+    } else {
+        Symbol::EMPTY
+    };
+    write_event(py, level, message, values, caller);
+    Ok(())
+}
+
+/// Whether every event carries its caller (`set_include_caller`).
+pub(crate) fn include_caller() -> bool {
+    // Ordering: Relaxed: a setting.
+    INCLUDE_CALLER.load(Ordering::Relaxed)
+}
+
+/// Record one event with the context's trace/span ids and correlation id (as configured by
+/// `set_correlation_fields`).
+pub(crate) fn write_event(
+    py: Python<'_>,
+    level: Level,
+    message: &str,
+    values: &[(Symbol, Value<'_>)],
+    caller: Symbol,
+) {
+    // Ordering: Relaxed: a setting.
     let span = if TRACE_FIELDS.load(Ordering::Relaxed) {
         context::current_ids(py)
     } else {
@@ -144,12 +171,6 @@ fn emit(
         .as_ref()
         .and_then(|s| s.to_str().ok())
         .unwrap_or("");
-    // Ordering: Relaxed: a setting.
-    let caller = if INCLUDE_CALLER.load(Ordering::Relaxed) {
-        symbols::caller(py)
-    } else {
-        Symbol::EMPTY
-    };
     shmtel_core::log_in_context(
         level,
         message,
@@ -160,17 +181,24 @@ fn emit(
             correlation_id,
         },
     );
-    Ok(())
 }
 
 /// Run `f` as the body of a C function: a Python error or a panic becomes a raised exception
 /// (NULL); success returns None.
 #[inline(always)]
 fn guarded(f: impl FnOnce(Python<'_>) -> PyResult<()>) -> *mut ffi::PyObject {
+    guarded_returning(|py| f(py).map(|()| none()))
+}
+
+/// [`guarded`] for a body that returns an object (a new reference).
+#[inline(always)]
+fn guarded_returning(
+    f: impl FnOnce(Python<'_>) -> PyResult<*mut ffi::PyObject>,
+) -> *mut ffi::PyObject {
     // SAFETY: only called from C functions that CPython calls with the thread attached.
     let py = unsafe { Python::assume_attached() };
     match std::panic::catch_unwind(AssertUnwindSafe(|| f(py))) {
-        Ok(Ok(())) => none(),
+        Ok(Ok(obj)) => obj,
         Ok(Err(e)) => {
             e.restore(py);
             std::ptr::null_mut()
@@ -328,8 +356,9 @@ fn add_fast(
     m.add(name.to_str().unwrap_or("log"), func)
 }
 
-/// Add the log functions to the module.
+/// Add the log functions (and the `logging` bridge's) to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    bridge::register(m)?;
     add_fast(
         m,
         c"trace",

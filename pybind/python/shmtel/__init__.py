@@ -6,6 +6,9 @@ Prometheus ``/metrics``. The hot paths live in the native module ``shmtel._nativ
 adds the configuration objects of the ADR-006 API (:class:`Observability` and the config
 dataclasses), the prometheus_client drop-in (:mod:`shmtel.prometheus`) and the ASGI middleware
 (:mod:`shmtel.asgi`, imported on first use so that ``import shmtel`` does not import Starlette).
+Logs: :func:`info` (and :func:`trace` .. :func:`fatal`, :func:`log`) record a message with typed
+fields; :mod:`shmtel.bridges` brings stdlib ``logging`` (:class:`LoggingHandler`,
+:class:`Logger`) and structlog (:class:`StructlogLoggerFactory`, :func:`structlog_render`) in.
 
 A process that forks (gunicorn ``--preload``) needs no hook: the writer notices the new pid and
 opens regions of its own, and the package registers :func:`_native.reset_process_view` so the
@@ -21,13 +24,31 @@ from shmtel import _native
 from shmtel._native import (
     Span,
     build_info,
+    critical,
     current_span,
+    debug,
+    error,
+    fatal,
+    get_correlation_id,
+    info,
+    log,
     render_process_metrics,
     set_correlation_id,
+    set_log_level,
     set_trace_context,
     start_span,
+    trace,
+    warn,
+    warning,
 )
-from shmtel.bridges import LoggingHandler, structlog_processor
+from shmtel.bridges import (
+    Logger,
+    LoggingHandler,
+    StructlogLogger,
+    StructlogLoggerFactory,
+    structlog_processor,
+    structlog_render,
+)
 from shmtel.observability import (
     LoggingConfig,
     LogLevel,
@@ -48,26 +69,41 @@ __all__ = [
     "Gauge",
     "Histogram",
     "LogLevel",
+    "Logger",
     "LoggingConfig",
     "LoggingHandler",
     "MetricConfig",
     "Observability",
     "Span",
+    "StructlogLogger",
+    "StructlogLoggerFactory",
     "Summary",
     "TracingConfig",
     "__version__",
     "build_info",
     "continue_trace",
+    "critical",
     "current_span",
+    "debug",
+    "error",
     "extract",
+    "fatal",
+    "get_correlation_id",
+    "info",
     "inject",
+    "log",
     "render_process_metrics",
     "set_correlation_id",
+    "set_log_level",
     "set_trace_context",
     "setup_observability",
     "start_span",
     "structlog_processor",
+    "structlog_render",
+    "trace",
     "traced",
+    "warn",
+    "warning",
 ]
 
 # The fork child's region files are the writer's business (it checks the pid); only the

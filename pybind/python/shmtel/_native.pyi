@@ -6,7 +6,8 @@ live in :mod:`contextvars`, so asyncio tasks sharing a thread keep separate cont
 """
 
 import contextvars
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
+import logging
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from os import PathLike
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeAlias, TypeVar, final
@@ -34,6 +35,10 @@ __all__ = [
     "Timer",
     "__version__",
     "_correlation_id_var",
+    "_init_logging_bridge",
+    "_logger_log",
+    "_logging_emit",
+    "_logging_handle",
     "_current_span_var",
     "build_info",
     "business_metric",
@@ -179,6 +184,34 @@ def fatal(message: object, /, **fields: _Field) -> None:
 
 def critical(message: object, /, **fields: _Field) -> None:
     """Log at FATAL (alias of :func:`fatal`)."""
+
+def _init_logging_bridge(
+    record_type: type[logging.LogRecord],
+    standard: Sequence[str],
+    report_error: Callable[[logging.Handler, logging.LogRecord, Exception], None],
+) -> bool:
+    """Set up the ``logging`` bridge (``shmtel.bridges`` does, on import): the record class,
+    the standard attribute names in the order its constructor sets them, and the function that
+    hands a failed record to ``handler.handleError``. False if already set up."""
+
+def _logging_handle(handler: logging.Handler, record: logging.LogRecord, /) -> Any:
+    """``LoggingHandler.handle``: the handler's filters, then the record, without the lock;
+    returns what ``Handler.handle`` returns. Errors go to ``handler.handleError``."""
+
+def _logging_emit(handler: logging.Handler, record: logging.LogRecord, /) -> None:
+    """``LoggingHandler.emit``: record a ``LogRecord`` (errors are raised)."""
+
+def _logger_log(
+    logger: logging.Logger,
+    level: int,
+    msg: object,
+    args: Any,
+    extra: Mapping[str, object] | None,
+    /,
+) -> bool:
+    """``shmtel.Logger._log`` without a ``LogRecord`` when the record would reach exactly one
+    ``LoggingHandler`` (and nothing else that needs the record); False, doing nothing, when
+    the standard path must run."""
 
 def business_metric(
     name: str, value: float, unit: str = "count", tags: Mapping[str, _Field] | None = None
