@@ -21,6 +21,14 @@
 //!   `encode_otlp` encodes batches of 512 assembled spans alone (cloned untimed), and
 //!   `encode_otlp_gzip` adds the OTLP/HTTP transport's gzip (its default, level `fast`).
 //!   Target: ≥ 1 M spans/s assembled and OTLP-encoded on one core (≤ 1 µs per span).
+//! - `collector_logs/*`: the log path on one core, in lines per second (one criterion
+//!   "iteration" is one log event). `render_{shmtel,ecs,otel,logfmt}`: a realistic event (a
+//!   40-byte message, 3 fields: string, int, float; trace and span ids, a correlation id and a
+//!   caller) rendered as one line by the log sinks' `Renderer` (timestamps 1 µs apart, so the
+//!   cached second prefix is reused as in a real stream). `drain_render_shmtel`: a writer thread
+//!   fills its ring with 4,096 such events (untimed); this thread then times the drain loop
+//!   (read, decode, resolve names, build the `LogData`) plus rendering every event to JSON
+//!   lines on the same thread. Target: ≥ 1 M lines/s rendered to JSON on one core.
 //! - Not criterion: the real daemon (`shmtel_collector::collect::run`, in a child process)
 //!   drains 64 writer threads' rings (another child process, 10,000 series, every ring wrapped
 //!   twice); its resident memory is then read from `/proc`, and its CPU time over 10 idle
@@ -49,8 +57,9 @@ use shmtel_collector::export::otlp::OtlpEncoder;
 use shmtel_collector::export::resource::ResourceInfo;
 use shmtel_collector::export::sender::{Encoder, Transport};
 use shmtel_collector::exposition::{render_openmetrics, render_prometheus};
-use shmtel_collector::sinks::{SpanData, SpanSink};
-use shmtel_core::{CounterVec, GaugeMode, GaugeVec, HistogramVec, Span, Symbol, Value};
+use shmtel_collector::logs::render::{Format, Renderer, Schema};
+use shmtel_collector::sinks::{LogData, LogSink, Origin, OwnedValue, SpanData, SpanSink};
+use shmtel_core::{CounterVec, GaugeMode, GaugeVec, HistogramVec, Level, Span, Symbol, Value};
 
 /// Records per fill in the drain benchmark: 30,000 records of at most 32 bytes (a gauge set;
 /// a counter add or a histogram observation is 24) take 960 KB and fit a 1 MiB ring.
@@ -60,6 +69,9 @@ const FILL: u64 = 30_000;
 const SPAN_FILL: u64 = 6_144;
 /// Spans per batch, the OTLP exporter's default `batch_size`.
 const SPAN_BATCH: usize = 512;
+/// Log events per fill in the drain-and-render benchmark: an event with a 40-byte message,
+/// a correlation id and three fields is about 200 bytes, so 4,096 take ~800 KB of a 1 MiB ring.
+const LOG_FILL: u64 = 4_096;
 /// Writer threads (and so rings) of the process measurement.
 const WRITER_THREADS: usize = 64;
 /// Series of the scrape benchmark and of the process measurement.
@@ -472,6 +484,163 @@ fn spans(c: &mut Criterion, dir: &Path) {
     });
 }
 
+/// A realistic log event as the drain loop builds it.
+fn bench_log(i: u64) -> LogData {
+    LogData {
+        origin: Origin {
+            service: "checkout-api".into(),
+            pid: 4242,
+            tid: 4243,
+        },
+        time_ns: 1_795_541_465_000_000_000 + i * 1_000,
+        level: 2,
+        message: format!("order {i} placed by customer, payment ok"),
+        truncated: false,
+        correlation_id: "c0ffee00-1234-4567-89ab-cdef01234567".into(),
+        trace_id: [0x4b; 16],
+        span_id: [0x1f; 8],
+        caller: "app/orders/views.py:142 place_order".into(),
+        fields: vec![
+            ("http.route".into(), OwnedValue::Str("/orders/{id}".into())),
+            ("order_id".into(), OwnedValue::I64(i as i64)),
+            ("amount".into(), OwnedValue::F64(129.95)),
+        ],
+    }
+}
+
+/// Times rendering `LogData` events as lines with `format`/`schema`, per line.
+fn render_logs(c: &mut Criterion, bench: &str, format: Format, schema: Schema) {
+    let events: Vec<LogData> = (0..1024).map(bench_log).collect();
+    let mut renderer = Renderer::new(format, schema, bench_resource());
+    let mut out = Vec::with_capacity(1 << 20);
+    let mut group = c.benchmark_group("collector_logs");
+    group.throughput(Throughput::Elements(1));
+    let mut bytes = (0usize, 0u64);
+    group.bench_function(bench, |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for i in 0..iters as usize {
+                renderer.render(&events[i % events.len()], &mut out);
+                out.push(b'\n');
+                if out.len() > (1 << 20) - 4096 {
+                    bytes = (bytes.0 + out.len(), bytes.1);
+                    out.clear();
+                }
+            }
+            bytes.1 += iters;
+            start.elapsed()
+        })
+    });
+    group.finish();
+    eprintln!(
+        "collector_logs/{bench}: {:.0} bytes per line",
+        (bytes.0 + out.len()) as f64 / bytes.1.max(1) as f64
+    );
+}
+
+/// A log sink rendering every event to JSON lines on the drain thread.
+struct RenderSink {
+    renderer: Renderer,
+    out: Vec<u8>,
+    lines: Arc<Mutex<(u64, u64)>>,
+}
+
+impl LogSink for RenderSink {
+    fn export(&mut self, log: LogData) {
+        self.renderer.render(&log, &mut self.out);
+        self.out.push(b'\n');
+        if self.out.len() > 1 << 20 {
+            let mut l = self.lines.lock();
+            l.1 += self.out.len() as u64;
+            self.out.clear();
+        }
+        self.lines.lock().0 += 1;
+    }
+}
+
+fn logs_through_drainer(c: &mut Criterion, dir: &Path) {
+    let writer = WorkerThreads::new(1, move |_| {
+        let route = Symbol::intern("http.route");
+        let order = Symbol::intern("order_id");
+        let amount = Symbol::intern("amount");
+        let caller = Symbol::intern("app/orders/views.py:142 place_order");
+        shmtel_core::set_correlation_id("c0ffee00-1234-4567-89ab-cdef01234567");
+        move |n| {
+            let start = Instant::now();
+            let span = Span::start_root(Symbol::intern("POST /orders"), 1.0);
+            for i in 0..n {
+                shmtel_core::log_with_caller(
+                    Level::Info,
+                    "order placed by customer, payment ok!!!",
+                    &[
+                        (route, Value::Str("/orders/{id}")),
+                        (order, Value::I64(i as i64)),
+                        (amount, Value::F64(129.95)),
+                    ],
+                    caller,
+                );
+            }
+            drop(span);
+            start.elapsed()
+        }
+    });
+    let stats = Arc::new(Mutex::new(SelfStats::default()));
+    let agg = Arc::new(Mutex::new(Aggregator::new(
+        Overrides::default(),
+        10 * SERIES,
+    )));
+    let mut drainer = Drainer::new(
+        DrainOptions::new(dir.to_path_buf()),
+        agg,
+        stats.clone(),
+        Default::default(),
+    );
+    let lines = Arc::new(Mutex::new((0u64, 0u64)));
+    drainer.add_log_sink(Box::new(RenderSink {
+        renderer: Renderer::new(Format::Json, Schema::Shmtel, bench_resource()),
+        out: Vec::with_capacity(2 << 20),
+        lines: lines.clone(),
+    }));
+    drainer.drain_everything();
+    writer.run(64);
+    drainer.drain_everything();
+    let mut group = c.benchmark_group("collector_logs");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("drain_render_shmtel", |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            let mut left = iters;
+            while left > 0 {
+                let n = left.min(LOG_FILL);
+                writer.run(n);
+                let before = stats.lock().logs;
+                let start = Instant::now();
+                let mut drained = 0;
+                while drained < n {
+                    let k = drainer.pass();
+                    drained = stats.lock().logs - before;
+                    if k == 0 {
+                        break;
+                    }
+                }
+                timed += start.elapsed();
+                assert_eq!(drained, n, "{drained} of {n} log events drained");
+                left -= n;
+            }
+            timed
+        })
+    });
+    group.finish();
+}
+
+fn logs(c: &mut Criterion, dir: &Path) {
+    render_logs(c, "render_shmtel", Format::Json, Schema::Shmtel);
+    render_logs(c, "render_ecs", Format::Json, Schema::Ecs);
+    render_logs(c, "render_otel", Format::Json, Schema::Otel);
+    render_logs(c, "render_logfmt", Format::Logfmt, Schema::Shmtel);
+    logs_through_drainer(c, dir);
+}
+
 /// Resident and CPU figures of the collector process, from `/proc/<pid>`.
 struct ProcFigures {
     vm_rss_kb: u64,
@@ -699,6 +868,7 @@ fn collector_benches(c: &mut Criterion) {
     scrape(c, dir.path());
     drain(c, dir.path());
     spans(c, dir.path());
+    logs(c, dir.path());
 }
 
 criterion_group! {

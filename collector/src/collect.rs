@@ -309,23 +309,51 @@ pub fn run(args: &CollectArgs) -> i32 {
     opts.dead_grace = cfg.dead_process_grace();
     opts.max_pending_spans = cfg.limits.max_pending_spans;
 
-    let exporters = match crate::export::build(&cfg.export) {
+    let env = match crate::export::env::OtelEnv::read(|k| std::env::var(k).ok()) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("shmtel collect: exporters: {e}");
             return 2;
         }
     };
-    let pipeline = match crate::traces::build(&cfg.traces, exporters.sinks) {
+    let exporters = match crate::export::build_with_env(&cfg.export, &env) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("shmtel collect: exporters: {e}");
+            return 2;
+        }
+    };
+    let redactor = match cfg.redaction.as_ref().map(crate::redact::Redactor::new) {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err((k, m))) => {
+            eprintln!("shmtel collect: {k}: {m}");
+            return 2;
+        }
+    };
+    let pipeline = match crate::traces::build(&cfg.traces, exporters.sinks, redactor.clone()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("shmtel collect: span pipeline: {e}");
             return 2;
         }
     };
+    let (_, resource) = crate::export::resolve(&cfg.export, &env);
+    let logs = match crate::logs::build(&cfg.logs, redactor.clone(), &env, resource) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("shmtel collect: log pipeline: {e}");
+            return 2;
+        }
+    };
     let mut providers = pipeline.metrics;
     providers.extend(exporters.metrics);
+    providers.extend(logs.metrics);
+    if let Some(r) = &redactor {
+        providers.push(r.provider());
+    }
     let span_head = pipeline.head;
+    let log_head = logs.head;
 
     let stop = Arc::new(AtomicBool::new(false));
     let drain_thread = {
@@ -341,6 +369,9 @@ pub fn run(args: &CollectArgs) -> i32 {
                 let mut d = Drainer::new(opts, agg.clone(), stats.clone(), rings);
                 if let Some(head) = span_head {
                     d.add_span_sink(head);
+                }
+                if let Some(head) = log_head {
+                    d.add_log_sink(head);
                 }
                 let save = |d: &Drainer| {
                     let a = agg.lock();

@@ -67,10 +67,24 @@
 //! max_pending_traces = 50000       # beyond, the oldest pending trace is decided early (counted)
 //! max_pending_spans = 500000       # spans buffered for decisions (not [limits] max_pending_spans,
 //!                                  # which bounds spans being assembled in the drain loop)
+//!
+//! [logs]                           # the log pipeline (JSON lines on stdout by default)
+//! format = "json"                  # json | logfmt | plain
+//! schema = "shmtel"                # shmtel | ecs | otel (JSON field names)
+//! reorder_window_ms = 250          # lines come out in time order within this window
+//! max_pending = 65536              # lines held at most for ordering
+//! min_level = "trace"              # lines below are dropped
+//!
+//! [logs.stdout]                    # on when no other log sink is configured, or when present
+//! enabled = true
+//!
+//! [redaction]                      # PII redaction of logs and spans; off without this section
+//! replacement = "[REDACTED]"       # deny_fields, builtin and patterns: see crate::redact
 //! ```
 //!
 //! The `[export]` keys are listed in full in [`crate::export`], the `[traces]` keys in
-//! [`crate::traces`].
+//! [`crate::traces`], the `[logs]` keys in [`crate::logs`], the `[redaction]` keys in
+//! [`crate::redact`].
 //!
 //! Relative paths in the file are relative to the file's directory; relative paths in flags and
 //! environment are relative to the working directory. Errors name the file, line and key.
@@ -160,6 +174,10 @@ pub struct Config {
     pub export: crate::export::ExportConfig,
     /// The span pipeline: tail sampling and span-derived RED metrics (`[traces.*]`).
     pub traces: crate::traces::TraceConfig,
+    /// The log pipeline and its sinks (`[logs]`, `[logs.*]`).
+    pub logs: crate::logs::LogsConfig,
+    /// PII redaction of log events and spans (`[redaction]`); `None` (off) without the section.
+    pub redaction: Option<crate::redact::RedactionConfig>,
     /// The configuration file that was read, if any.
     pub file: Option<PathBuf>,
 }
@@ -338,6 +356,8 @@ impl Default for Config {
             dead_process_grace_ms: 1000,
             export: Default::default(),
             traces: Default::default(),
+            logs: Default::default(),
+            redaction: None,
             file: None,
         }
     }
@@ -396,6 +416,8 @@ impl Config {
             config.gauges = file.gauges;
             config.export = file.export;
             config.traces = file.traces;
+            config.logs = file.logs;
+            config.redaction = file.redaction;
             if let Some(grace) = file.dead_process_grace_ms {
                 config.dead_process_grace_ms = grace;
             }
@@ -439,6 +461,8 @@ struct FileConfig {
     gauges: BTreeMap<String, GaugeConfig>,
     export: crate::export::ExportConfig,
     traces: crate::traces::TraceConfig,
+    logs: crate::logs::LogsConfig,
+    redaction: Option<crate::redact::RedactionConfig>,
 }
 
 /// The file as written, with the source positions validation errors point at.
@@ -462,6 +486,9 @@ struct RawFile {
     export: crate::export::ExportConfig,
     #[serde(default)]
     traces: crate::traces::TraceConfig,
+    #[serde(default)]
+    logs: crate::logs::LogsConfig,
+    redaction: Option<crate::redact::RedactionConfig>,
 }
 
 #[derive(Deserialize, Default)]
@@ -513,10 +540,15 @@ impl FileConfig {
         };
         raw.export.validate().map_err(section)?;
         raw.traces.validate().map_err(section)?;
+        raw.logs.validate().map_err(section)?;
+        if let Some(r) = &raw.redaction {
+            r.validate().map_err(section)?;
+        }
         // Relative paths in the file are relative to the file.
         let base = path.parent().unwrap_or(Path::new(""));
         let anchor = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
         raw.export.anchor_paths(base);
+        raw.logs.anchor_paths(base);
 
         let service = match raw.service {
             Some(service) => {
@@ -663,6 +695,8 @@ impl FileConfig {
             gauges,
             export: raw.export,
             traces: raw.traces,
+            logs: raw.logs,
+            redaction: raw.redaction,
         })
     }
 }
@@ -1062,6 +1096,40 @@ mode = "mostrecent"
             .expect("an invalid address is an error")
             .to_string();
         assert!(message.contains("nowhere"), "{message}");
+    }
+
+    #[test]
+    fn logs_and_redaction_sections() {
+        let config = load_text("").unwrap();
+        assert_eq!(config.logs, crate::logs::LogsConfig::default());
+        assert!(
+            config.redaction.is_none(),
+            "redaction is off without the section"
+        );
+        let config =
+            load_text("[logs]\nschema = \"ecs\"\n[[logs.file]]\npath = \"app.log\"\n[redaction]\n")
+                .unwrap();
+        assert_eq!(config.logs.schema, crate::logs::Schema::Ecs);
+        assert_eq!(config.logs.file[0].path, Path::new("/etc/shmtel/app.log"));
+        assert_eq!(
+            config.redaction,
+            Some(crate::redact::RedactionConfig::default()),
+            "an empty section means the defaults"
+        );
+        let message = error_text("[redaction]\npatterns = [{ name = \"x\", regex = \"(\" }]\n");
+        assert!(
+            message.contains("redaction.patterns[0].regex: invalid regular expression"),
+            "{message}"
+        );
+        let message = error_text("[logs]\nmax_pending = 0\n");
+        assert!(
+            message.contains("logs.max_pending: must be at least 1"),
+            "{message}"
+        );
+        let message = error_text("[logs]\nformat = \"xml\"\n");
+        assert!(message.starts_with("/etc/shmtel/c.toml:2:"), "{message}");
+        let message = error_text("[redaction]\nbogus = 1\n");
+        assert!(message.contains("unknown field `bogus`"), "{message}");
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! - [`http`]: the HTTP server for `/metrics` and `/healthz`;
 //! - [`config`]: the `collect` command's flags, environment and TOML configuration;
 //! - [`traces`]: the span pipeline (tail sampling, RED metrics from spans);
-//! - [`export`]: span exporters (OTLP/HTTP, Zipkin, JSON lines).
+//! - [`export`]: span exporters (OTLP/HTTP, Zipkin, JSON lines);
+//! - [`logs`]: the log pipeline (level filter, reorder window, rendering, sinks);
+//! - [`redact`]: PII redaction of log events and spans before any export.
 //!
 //! # Background work
 //!
@@ -26,5 +28,6 @@ pub mod http;
 pub mod inspect;
 pub mod logs;
 pub mod model;
+pub mod redact;
 pub mod sinks;
 pub mod traces;

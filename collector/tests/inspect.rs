@@ -62,6 +62,7 @@ fn tail_once(dir: &Path, json: bool, kinds: Vec<KindFilter>) -> Vec<String> {
             follow: false,
             json,
             kinds,
+            format: None,
         },
         &mut out,
     );
@@ -578,6 +579,7 @@ fn in_process_writer() {
                 follow: true,
                 json: false,
                 kinds: vec![],
+                format: None,
             };
             tail::run_until(&args, &mut out, &stop)
         })
@@ -630,6 +632,7 @@ fn in_process_writer() {
         follow: true,
         json: false,
         kinds: vec![KindFilter::Log],
+        format: None,
     });
     tailer.scan().expect("scan");
     let cap = RING_BYTES as u64;
@@ -990,7 +993,8 @@ fn unreadable_directory_is_an_error() {
                 dir: missing,
                 follow: false,
                 json: false,
-                kinds: vec![]
+                kinds: vec![],
+                format: None,
             },
             &mut out
         ),

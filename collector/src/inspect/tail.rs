@@ -9,6 +9,11 @@
 //! (rescanning the directory every 100 ms), and stops cleanly on SIGINT or SIGTERM (a second
 //! signal exits at once). Lines of different rings are interleaved per poll, not merged by time.
 //!
+//! Formats (`--format`): `text` (the default: one human line per record, see
+//! [`super::render`]), `json` (one JSON object per record; `--json` is an alias), and `plain` or
+//! `logfmt`, which render log events exactly as the collector's log sinks do
+//! ([`crate::logs::render`]) and other records as in `text`.
+//!
 //! When the collector has consumed past our position and the writer has reused those bytes
 //! before we printed them, the ring's records in between are gone: a notice
 //! `... N bytes skipped` says so, and reading resumes at the collector's tail.
@@ -25,7 +30,10 @@ use shmtel_core::reader::{RingReader, TableReader};
 use shmtel_core::ring::RingError;
 
 use super::render::{self, RecordKind, RecordSource, RenderContext};
-use super::{dir_error, exit_code, read_batch, scan_processes, DEFAULT_DIR};
+use super::{dir_error, exit_code, padded_text, read_batch, scan_processes, DEFAULT_DIR};
+use crate::export::resource::ResourceInfo;
+use crate::logs::render::{Format, Renderer, Schema};
+use crate::sinks::{LogData, Origin, OwnedValue};
 
 /// How often `--follow` looks for new ring files.
 pub const SCAN_INTERVAL: Duration = Duration::from_millis(100);
@@ -66,6 +74,20 @@ impl KindFilter {
     }
 }
 
+/// How `shmtel tail` prints records (`--format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TailFormat {
+    /// One human line per record.
+    #[default]
+    Text,
+    /// One JSON object per record.
+    Json,
+    /// Log events as the collector's `plain` log format; other records as `text`.
+    Plain,
+    /// Log events as the collector's `logfmt` log format; other records as `text`.
+    Logfmt,
+}
+
 /// Arguments of `shmtel tail`.
 #[derive(Clone, Debug, PartialEq, Eq, clap::Args)]
 pub struct TailArgs {
@@ -75,12 +97,27 @@ pub struct TailArgs {
     /// Keep printing new records until SIGINT/SIGTERM, starting at each ring's head.
     #[arg(long, short = 'f')]
     pub follow: bool,
-    /// One JSON object per line instead of text.
-    #[arg(long)]
+    /// One JSON object per line instead of text (same as `--format json`).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Output format: text, json, or plain/logfmt (log events as the collector writes them)
+    /// [default: text]
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<TailFormat>,
     /// Only these kinds, comma separated (default: all).
     #[arg(long, value_name = "KINDS", value_delimiter = ',')]
     pub kinds: Vec<KindFilter>,
+}
+
+impl TailArgs {
+    /// The output format: `--json`, else `--format`, else text.
+    pub fn output_format(&self) -> TailFormat {
+        if self.json {
+            TailFormat::Json
+        } else {
+            self.format.unwrap_or_default()
+        }
+    }
 }
 
 /// Run `shmtel tail`, printing to stdout; returns the exit code.
@@ -161,6 +198,8 @@ struct TailRing {
     reader: RingReader,
     process: (u32, u64),
     tid: u32,
+    /// The service its header names.
+    service: String,
     /// Seen in the last directory scan; a ring whose file is gone is dropped once read to its
     /// head (the mapping stays valid after the file is unlinked).
     present: bool,
@@ -170,7 +209,9 @@ struct TailRing {
 /// tables that resolve their names. Public so that callers can drive polls themselves.
 pub struct Tailer {
     dir: PathBuf,
-    json: bool,
+    format: TailFormat,
+    /// Renders log events for the plain and logfmt formats.
+    renderer: Option<Renderer>,
     kinds: Vec<KindFilter>,
     /// Rings found in the first scan start at their head (else at the shared tail).
     from_head: bool,
@@ -190,7 +231,13 @@ impl Tailer {
     pub fn new(args: &TailArgs) -> Tailer {
         Tailer {
             dir: args.dir.clone(),
-            json: args.json,
+            format: args.output_format(),
+            renderer: match args.output_format() {
+                TailFormat::Plain => Some(Format::Plain),
+                TailFormat::Logfmt => Some(Format::Logfmt),
+                _ => None,
+            }
+            .map(|f| Renderer::new(f, Schema::Shmtel, ResourceInfo::default())),
             kinds: args.kinds.clone(),
             from_head: args.follow,
             scanned: false,
@@ -251,10 +298,12 @@ impl Tailer {
                             let head = reader.stats().head;
                             reader.set_position(head);
                         }
+                        let service = padded_text(&reader.region().header().service);
                         let ring = TailRing {
                             reader,
                             process,
                             tid: file.tid,
+                            service,
                             present: true,
                         };
                         self.rings.insert(file.path, ring);
@@ -302,7 +351,14 @@ impl Tailer {
             let mut broken = false;
             loop {
                 let before = ring.reader.position();
-                let (n, error) = read_ring(ring, table, self.json, &self.kinds, out)?;
+                let (n, error) = read_ring(
+                    ring,
+                    table,
+                    self.format,
+                    self.renderer.as_mut(),
+                    &self.kinds,
+                    out,
+                )?;
                 printed += n;
                 if let Some(e) = error {
                     // Not explained by being lapped: the ring's bytes are corrupt.
@@ -337,10 +393,14 @@ impl Tailer {
 fn read_ring(
     ring: &mut TailRing,
     table: Option<&TableReader>,
-    json: bool,
+    format: TailFormat,
+    mut renderer: Option<&mut Renderer>,
     kinds: &[KindFilter],
     out: &mut dyn Write,
 ) -> io::Result<(usize, Option<RingError>)> {
+    let json = format == TailFormat::Json;
+    let service = ring.service.clone();
+    let mut line = Vec::new();
     let source = RecordSource {
         pid: ring.process.0,
         tid: ring.tid,
@@ -357,6 +417,46 @@ fn read_ring(
         |position, record| match record {
             Ok(r) if !selected(RecordKind::of(&r)) => None,
             Ok(r) if json => Some(render::json_value(&ctx, &r).to_string()),
+            Ok(shmtel_core::reader::Record::Log {
+                rec,
+                message,
+                correlation,
+                fields,
+            }) if renderer.is_some() => {
+                let log = LogData {
+                    origin: Origin {
+                        service: service.clone(),
+                        pid: source.pid,
+                        tid: source.tid,
+                    },
+                    time_ns: ctx.anchor.to_wall_ns(rec.ts),
+                    level: rec.level,
+                    message: String::from_utf8_lossy(message).into_owned(),
+                    truncated: rec.flags & shmtel_core::layout::LOG_FLAG_TRUNCATED != 0,
+                    correlation_id: String::from_utf8_lossy(correlation).into_owned(),
+                    trace_id: rec.trace_id,
+                    span_id: rec.span_id,
+                    caller: if rec.caller == 0 {
+                        String::new()
+                    } else {
+                        render::symbol_text(table, rec.caller).into_owned()
+                    },
+                    fields: fields
+                        .iter()
+                        .map(|a| {
+                            (
+                                render::symbol_text(table, a.key).into_owned(),
+                                OwnedValue::from_attr(&a.value),
+                            )
+                        })
+                        .collect(),
+                };
+                line.clear();
+                if let Some(r) = renderer.as_deref_mut() {
+                    r.render(&log, &mut line);
+                }
+                Some(String::from_utf8_lossy(&line).into_owned())
+            }
             Ok(r) => Some(render::human_line(&ctx, &r)),
             Err(_) if !kinds.is_empty() => None,
             Err(e) if json => Some(render::json_undecodable(&ctx, position, &e).to_string()),

@@ -2,7 +2,8 @@
 //! tail sampling.
 //!
 //! ```text
-//! drain loop ──► Head ──► SpanMetrics (every span the collector sees; /metrics)
+//! drain loop ──► redaction ([redaction], when configured)
+//!                  └──► Head ──► SpanMetrics (every span the collector sees; /metrics)
 //!                  └────► TailSampler (when enabled) ──► exporters (fan-out)
 //!                  └────► exporters (fan-out), when tail sampling is off
 //! ```
@@ -48,6 +49,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::model::FamilyProvider;
+use crate::redact::Redactor;
 use crate::sinks::{SpanData, SpanSink};
 
 mod hash;
@@ -88,9 +90,13 @@ pub struct Pipeline {
     pub metrics: Vec<Arc<dyn FamilyProvider>>,
 }
 
-/// Build the pipeline: every span feeds the RED metrics; sampled spans go through tail
-/// sampling (when configured) to `exporters`.
-pub fn build(cfg: &TraceConfig, exporters: Vec<Box<dyn SpanSink>>) -> Result<Pipeline, String> {
+/// Build the pipeline: every span is redacted first (with `redactor`, when given), then feeds
+/// the RED metrics; sampled spans go through tail sampling (when configured) to `exporters`.
+pub fn build(
+    cfg: &TraceConfig,
+    exporters: Vec<Box<dyn SpanSink>>,
+    redactor: Option<Redactor>,
+) -> Result<Pipeline, String> {
     cfg.validate().map_err(|(k, m)| format!("{k}: {m}"))?;
     let mut metrics: Vec<Arc<dyn FamilyProvider>> = Vec::new();
     let span_metrics = cfg.spanmetrics.enabled.then(|| {
@@ -116,7 +122,32 @@ pub fn build(cfg: &TraceConfig, exporters: Vec<Box<dyn SpanSink>>) -> Result<Pip
         (None, Some(next)) => Some(next),
         (metrics, next) => Some(Box::new(Head { metrics, next }) as Box<dyn SpanSink>),
     };
+    let head = match (head, redactor) {
+        (Some(next), Some(redactor)) => {
+            Some(Box::new(Redact { redactor, next }) as Box<dyn SpanSink>)
+        }
+        (head, _) => head,
+    };
     Ok(Pipeline { head, metrics })
+}
+
+/// Redacts every span before anything else sees it (span metrics, tail sampling, exporters).
+struct Redact {
+    redactor: Redactor,
+    next: Box<dyn SpanSink>,
+}
+
+impl SpanSink for Redact {
+    fn export(&mut self, mut span: SpanData) {
+        self.redactor.redact_span(&mut span);
+        self.next.export(span);
+    }
+    fn tick(&mut self) {
+        self.next.tick();
+    }
+    fn flush(&mut self) {
+        self.next.flush();
+    }
 }
 
 /// Records every span in the span metrics, then hands it on.
@@ -274,18 +305,18 @@ mod tests {
         let mut cfg = TraceConfig::default();
         cfg.spanmetrics.buckets = vec![1.0, 0.5];
         assert_eq!(cfg.validate().unwrap_err().0, "traces.spanmetrics.buckets");
-        assert!(build(&cfg, Vec::new()).is_err());
+        assert!(build(&cfg, Vec::new(), None).is_err());
     }
 
     #[test]
     fn head_is_none_only_without_consumers() {
         let mut cfg = TraceConfig::default();
         cfg.spanmetrics.enabled = false;
-        let p = build(&cfg, Vec::new()).unwrap();
+        let p = build(&cfg, Vec::new(), None).unwrap();
         assert!(p.head.is_none() && p.metrics.is_empty());
         cfg.tail_sampling.enabled = true;
-        assert!(build(&cfg, Vec::new()).unwrap().head.is_none());
-        let p = build(&TraceConfig::default(), Vec::new()).unwrap();
+        assert!(build(&cfg, Vec::new(), None).unwrap().head.is_none());
+        let p = build(&TraceConfig::default(), Vec::new(), None).unwrap();
         assert!(p.head.is_some());
         assert!(families(&p).contains(&"traces_span_metrics_calls".to_owned()));
     }
@@ -296,6 +327,7 @@ mod tests {
         let p = build(
             &TraceConfig::default(),
             vec![Box::new(a.clone()), Box::new(b.clone())],
+            None,
         )
         .unwrap();
         let mut head = p.head.unwrap();
@@ -314,7 +346,7 @@ mod tests {
         cfg.tail_sampling.enabled = true;
         cfg.tail_sampling.ratio = 1.0;
         let out = Capture::default();
-        let p = build(&cfg, vec![Box::new(out.clone())]).unwrap();
+        let p = build(&cfg, vec![Box::new(out.clone())], None).unwrap();
         assert!(families(&p).contains(&"shmtel_tail_sampling_traces".to_owned()));
         let mut head = p.head.unwrap();
         head.export(span(7, 2, 1, 0, 1_000));
@@ -322,6 +354,36 @@ mod tests {
         assert!(out.spans().is_empty(), "decided before the root ended");
         head.flush();
         assert_eq!(out.spans().len(), 1, "flush decides what is pending");
+    }
+
+    #[test]
+    fn redaction_comes_before_every_consumer() {
+        let out = Capture::default();
+        let r = Redactor::new(&crate::redact::RedactionConfig::default()).unwrap();
+        let p = build(
+            &TraceConfig::default(),
+            vec![Box::new(out.clone())],
+            Some(r),
+        )
+        .unwrap();
+        let mut head = p.head.unwrap();
+        let mut s = span(1, 1, 0, 0, 1_000);
+        s.name = "mail a@b.io".into();
+        s.attributes = vec![(
+            "password".into(),
+            crate::sinks::OwnedValue::Str("hunter2".into()),
+        )];
+        head.export(s);
+        head.flush();
+        let got = out.spans();
+        assert_eq!(got[0].name, "mail [REDACTED]");
+        assert_eq!(
+            got[0].attributes[0].1,
+            crate::sinks::OwnedValue::Str("[REDACTED]".into())
+        );
+        // The RED metrics saw the redacted name too.
+        let names = format!("{:?}", p.metrics[0].families());
+        assert!(!names.contains("a@b.io"), "{names}");
     }
 
     #[test]
