@@ -40,7 +40,7 @@ help:
 	@grep -E '^\.PHONY: [a-z-]+ +## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = "^\\.PHONY: | +## "} {printf "  %-13s %s\n", $$2, $$3}'
 
-.PHONY: deps  ## Install the system tools the tests need (strace, prometheus/promtool, curl, jq)
+.PHONY: deps  ## Install the system tools the tests need (strace, prometheus/promtool, rsyslog, curl, jq)
 deps:
 	@bash .ci/install-deps
 
@@ -85,6 +85,7 @@ lint: pyenv
 test-unit: export SHMTEL_REQUIRE_PROMTOOL := 1
 test-unit: export SHMTEL_REQUIRE_STRACE := 1
 test-unit: export SHMTEL_REQUIRE_PROMETHEUS := 1
+test-unit: export SHMTEL_REQUIRE_RSYSLOG := 1
 test-unit: deps build
 	@mkdir -p $(LOG_DIR)
 	$(CARGO) test --workspace --release 2>&1 | tee $(LOG_DIR)/test-unit.log

@@ -1,7 +1,8 @@
 //! The OpenTelemetry SDK environment variables the exporters honour.
 //!
-//! Empty values count as unset, as the specification says. The traces-specific variables
-//! (`OTEL_EXPORTER_OTLP_TRACES_*`) win over the general ones.
+//! Empty values count as unset, as the specification says. The signal-specific variables
+//! (`OTEL_EXPORTER_OTLP_TRACES_*` for the span exporter, `OTEL_EXPORTER_OTLP_LOGS_*` for the
+//! OTLP log sink) win over the general ones.
 
 use super::Compression;
 
@@ -21,11 +22,83 @@ pub struct OtelEnv {
     pub service_name: Option<String>,
     /// `OTEL_RESOURCE_ATTRIBUTES` (URL-decoded), in order.
     pub resource_attributes: Vec<(String, String)>,
+    /// What the variables say for the logs signal (`OTEL_EXPORTER_OTLP_LOGS_*` over the
+    /// general ones).
+    pub logs: SignalEnv,
+}
+
+/// The OTLP exporter variables of one signal, the specific ones laid over the general ones.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SignalEnv {
+    /// The full URL: `OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT` as is, or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` with `/v1/<signal>` appended.
+    pub endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_HEADERS` then `OTEL_EXPORTER_OTLP_<SIGNAL>_HEADERS` (URL-decoded;
+    /// a later header replaces an earlier one of the same name).
+    pub headers: Vec<(String, String)>,
+    /// `OTEL_EXPORTER_OTLP_[<SIGNAL>_]COMPRESSION`: `gzip` or `none`.
+    pub compression: Option<Compression>,
+    /// `OTEL_EXPORTER_OTLP_[<SIGNAL>_]TIMEOUT`, milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+impl SignalEnv {
+    /// Read the variables of `signal` (`TRACES`, `LOGS`; its URL path is `/v1/<signal in
+    /// lowercase>`) through `get`.
+    pub fn read(signal: &str, get: impl Fn(&str) -> Option<String>) -> Result<SignalEnv, String> {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let specific = |what: &str| format!("OTEL_EXPORTER_OTLP_{signal}_{what}");
+        let either = |what: &str| {
+            let s = specific(what);
+            let g = format!("OTEL_EXPORTER_OTLP_{what}");
+            get(&s).map(|v| (s, v)).or_else(|| get(&g).map(|v| (g, v)))
+        };
+        let path = format!("/v1/{}", signal.to_ascii_lowercase());
+        let endpoint = match get(&specific("ENDPOINT")) {
+            Some(e) => Some(e.trim().to_owned()),
+            None => get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .map(|base| format!("{}{path}", base.trim().trim_end_matches('/'))),
+        };
+        let mut headers = Vec::new();
+        for k in ["OTEL_EXPORTER_OTLP_HEADERS".to_owned(), specific("HEADERS")] {
+            if let Some(v) = get(&k) {
+                for (name, value) in parse_pairs(&v).map_err(|e| format!("{k}: {e}"))? {
+                    headers.retain(|(n, _): &(String, String)| !n.eq_ignore_ascii_case(&name));
+                    headers.push((name, value));
+                }
+            }
+        }
+        let compression = match either("COMPRESSION") {
+            Some((k, v)) => Some(match v.trim() {
+                "gzip" => Compression::Gzip,
+                "none" => Compression::None,
+                other => return Err(format!("{k}: {other:?} is not gzip or none")),
+            }),
+            None => None,
+        };
+        let timeout_ms = match either("TIMEOUT") {
+            Some((k, v)) => Some(
+                v.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&t| t > 0)
+                    .ok_or_else(|| format!("{k}: {v:?} is not a positive number of ms"))?,
+            ),
+            None => None,
+        };
+        Ok(SignalEnv {
+            endpoint,
+            headers,
+            compression,
+            timeout_ms,
+        })
+    }
 }
 
 impl OtelEnv {
     /// Read the variables through `get` (`std::env::var` in the daemon, a map in tests).
     pub fn read(get: impl Fn(&str) -> Option<String>) -> Result<OtelEnv, String> {
+        let logs = SignalEnv::read("LOGS", &get)?;
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let either = |specific: &str, general: &str| {
             get(specific)
@@ -83,6 +156,7 @@ impl OtelEnv {
             timeout_ms,
             service_name: get("OTEL_SERVICE_NAME").map(|s| s.trim().to_owned()),
             resource_attributes,
+            logs,
         })
     }
 }
@@ -181,6 +255,45 @@ mod tests {
         );
         assert!(env(&[("OTEL_EXPORTER_OTLP_HEADERS", "novalue")]).is_err());
         assert!(env(&[("OTEL_EXPORTER_OTLP_HEADERS", "=v")]).is_err());
+    }
+
+    #[test]
+    fn the_logs_signal_has_its_own_variables() {
+        let e = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")]).unwrap();
+        assert_eq!(e.logs.endpoint.as_deref(), Some("http://c:4318/v1/logs"));
+        assert_eq!(
+            e.traces_endpoint.as_deref(),
+            Some("http://c:4318/v1/traces")
+        );
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://l:1/custom/logs"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "a=1,b=2"),
+            ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "B=3"),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "a=9"),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "100"),
+            ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "200"),
+        ])
+        .unwrap();
+        assert_eq!(
+            e.logs,
+            SignalEnv {
+                endpoint: Some("http://l:1/custom/logs".into()),
+                headers: vec![("a".into(), "1".into()), ("B".into(), "3".into())],
+                compression: Some(Compression::None),
+                timeout_ms: Some(200),
+            }
+        );
+        assert_eq!(
+            e.timeout_ms,
+            Some(100),
+            "the traces side keeps the general value"
+        );
+        assert!(env(&[("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "br")]).is_err());
+        assert!(env(&[("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "0")]).is_err());
+        assert!(env(&[("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "x")]).is_err());
     }
 
     #[test]

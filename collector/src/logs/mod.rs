@@ -210,6 +210,18 @@ impl LogsConfig {
         if let Some(o) = &self.otlp {
             o.validate()?;
         }
+        let mut seen = std::collections::BTreeSet::new();
+        for (key, label) in sink_labels(self) {
+            if label.is_empty() {
+                return Err((key, "must not be empty".into()));
+            }
+            if !seen.insert(label.clone()) {
+                return Err((
+                    key,
+                    format!("sink name {label:?} is used twice (the `sink` label must be unique)"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -230,13 +242,40 @@ pub struct LogPipeline {
 }
 
 /// A sink's stats name: `base` for the first of its kind, `base.<i>` after.
-fn sink_name(base: &'static str, i: usize) -> &'static str {
-    if i == 0 {
-        base
-    } else {
-        // Configured once at startup: a handful of small strings for the process's lifetime.
-        Box::leak(format!("{base}.{i}").into_boxed_str())
+/// The `sink` label of a sink: its configured `name`, else `base` for the first of its kind and
+/// `base.i` for the others.
+fn sink_label(name: Option<&str>, base: &str, i: usize) -> String {
+    match name {
+        Some(n) => n.to_owned(),
+        None if i == 0 => base.to_owned(),
+        None => format!("{base}.{i}"),
     }
+}
+
+/// Every sink's label with the key that configures it, in build order (stdout first).
+fn sink_labels(cfg: &LogsConfig) -> Vec<(String, String)> {
+    let mut labels = vec![("logs.stdout".to_owned(), "stdout".to_owned())];
+    for (i, f) in cfg.file.iter().enumerate() {
+        labels.push((
+            format!("logs.file[{i}].name"),
+            sink_label(f.name.as_deref(), "file", i),
+        ));
+    }
+    for (i, s) in cfg.syslog.iter().enumerate() {
+        labels.push((
+            format!("logs.syslog[{i}].name"),
+            sink_label(s.name.as_deref(), "syslog", i),
+        ));
+    }
+    let otlp = cfg.otlp.as_ref().and_then(|o| o.name.as_deref());
+    labels.push(("logs.otlp.name".to_owned(), sink_label(otlp, "otlp", 0)));
+    labels
+}
+
+/// A label for [`ExporterStats`], which wants a `&'static str`: built once at startup, a
+/// handful of small strings for the process's lifetime.
+fn leak(label: String) -> &'static str {
+    Box::leak(label.into_boxed_str())
 }
 
 /// Build the pipeline `cfg` describes: the sinks (with the OTEL_* environment `env` laid over
@@ -282,7 +321,8 @@ pub fn build(
         stats.push(st);
     }
     for (i, f) in cfg.file.iter().enumerate() {
-        let st = Arc::new(ExporterStats::new_for(sink_name("file", i), "logs"));
+        let label = leak(sink_label(f.name.as_deref(), "file", i));
+        let st = Arc::new(ExporterStats::new_for(label, "logs"));
         let renderer = Renderer::new(f.format.unwrap_or(cfg.format), cfg.schema, resource.clone());
         let sink =
             file::start(f, renderer, st.clone()).map_err(|e| format!("logs.file[{i}]: {e}"))?;
@@ -290,7 +330,8 @@ pub fn build(
         stats.push(st);
     }
     for (i, s) in cfg.syslog.iter().enumerate() {
-        let st = Arc::new(ExporterStats::new_for(sink_name("syslog", i), "logs"));
+        let label = leak(sink_label(s.name.as_deref(), "syslog", i));
+        let st = Arc::new(ExporterStats::new_for(label, "logs"));
         let renderer = Renderer::new(Format::Json, cfg.schema, resource.clone());
         let sink = syslog::start(s, renderer, &resource, st.clone())
             .map_err(|e| format!("logs.syslog[{i}]: {e}"))?;
@@ -298,7 +339,8 @@ pub fn build(
         stats.push(st);
     }
     if let Some(o) = &otlp_cfg {
-        let st = Arc::new(ExporterStats::new_for("otlp", "logs"));
+        let label = leak(sink_label(o.name.as_deref(), "otlp", 0));
+        let st = Arc::new(ExporterStats::new_for(label, "logs"));
         let sink =
             otlp::start(o, resource.clone(), st.clone()).map_err(|e| format!("logs.otlp: {e}"))?;
         sinks.push(sink);
@@ -622,6 +664,29 @@ mod tests {
     fn set(now: &AtomicU64, ms: u64) {
         // Ordering: Relaxed: a test clock on one thread.
         now.store(ms * MS, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn sink_labels_follow_names_and_must_be_unique() {
+        let parse = |t: &str| toml::from_str::<LogsConfig>(t).unwrap();
+        let cfg = parse(
+            "[[file]]\npath = \"a.log\"\n[[file]]\npath = \"b.log\"\n\
+             [[file]]\npath = \"c.log\"\nname = \"audit\"\n\
+             [[syslog]]\naddress = \"udp://127.0.0.1:514\"\n",
+        );
+        let labels: Vec<String> = sink_labels(&cfg).into_iter().map(|(_, l)| l).collect();
+        assert_eq!(
+            labels,
+            ["stdout", "file", "file.1", "audit", "syslog", "otlp"]
+        );
+        assert!(cfg.validate().is_ok());
+        let dup = parse(
+            "[[file]]\npath = \"a.log\"\nname = \"x\"\n\
+             [[syslog]]\naddress = \"udp://127.0.0.1:514\"\nname = \"x\"\n",
+        );
+        let (key, msg) = dup.validate().unwrap_err();
+        assert_eq!(key, "logs.syslog[0].name");
+        assert!(msg.contains("used twice"), "{msg}");
     }
 
     #[test]
