@@ -28,7 +28,7 @@ PY_LOCK := pybind/requirements.lock
 # Written once the venv matches the lock file: `make pyenv` is a no-op until the lock changes.
 PYENV_STAMP := $(VENV)/.shmtel-pyenv-stamp
 # Python code that ruff checks and formats.
-PY_SOURCES := pybind/python pybind/tests tests/python benches/python
+PY_SOURCES := pybind/python pybind/tests tests/python benches/python benches/asgi
 # Tool caches live in target/ (gitignored, removed by `make clean`).
 export RUFF_CACHE_DIR := $(TARGET_DIR)/ruff-cache
 export MYPY_CACHE_DIR := $(TARGET_DIR)/mypy-cache
@@ -40,7 +40,7 @@ help:
 	@grep -E '^\.PHONY: [a-z-]+ +## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = "^\\.PHONY: | +## "} {printf "  %-13s %s\n", $$2, $$3}'
 
-.PHONY: deps  ## Install the system tools the tests need (strace, prometheus/promtool, rsyslog, curl, jq)
+.PHONY: deps  ## Install the system tools the tests need (strace, prometheus/promtool, rsyslog, curl, jq, wrk)
 deps:
 	@bash .ci/install-deps
 
@@ -142,6 +142,12 @@ bench-python: pyenv pybuild
 	@mkdir -p $(TARGET_DIR)
 	$(VENV_PY) benches/python/bench.py --writer-only --json $(TARGET_DIR)/bench-python-writer.json
 	$(VENV_PY) benches/python/bench.py --json $(TARGET_DIR)/bench-python.json
+
+.PHONY: bench-asgi  ## End-to-end ASGI benchmark: uvicorn + wrk, bare vs today's stack vs shmtel
+bench-asgi: build pyenv pybuild
+	@mkdir -p $(TARGET_DIR)
+	$(VENV_PY) benches/asgi/run.py --seconds 10 --rounds 3 --workers 1,4 \
+		--json $(TARGET_DIR)/bench-asgi.json
 
 .PHONY: clean  ## Remove build output (target/, including the loom build and test logs)
 clean:

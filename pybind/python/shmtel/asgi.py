@@ -80,11 +80,13 @@ _PROPAGATION_HEADERS = frozenset(
 
 
 class _RouteMetrics:
-    """The metric children of one (method, route, status): created once, used per request."""
+    """What one (method, route, status) needs per request, made once: the server span's name and
+    the metric children (None when metrics are off)."""
 
-    __slots__ = ("duration", "errors", "requests")
+    __slots__ = ("duration", "errors", "requests", "span_name")
 
-    def __init__(self, requests: Any, duration: Any, errors: Any) -> None:
+    def __init__(self, span_name: str, requests: Any, duration: Any, errors: Any) -> None:
+        self.span_name = span_name
         self.requests = requests
         self.duration = duration
         self.errors = errors
@@ -177,12 +179,12 @@ class ObservabilityMiddleware:
 
         tracestate_token = None
         span: _native.Span | None = None
-        recording = False
-        traceparent_out = b""
-        tracestate_out = b""
+        # The headers added to the response, built once here (the send wrapper only appends).
+        extra: list[tuple[bytes, bytes]]
         if self._tracing:
             parent: _native.RemoteContext | None = None
             root_ratio: float | None = None
+            tracestate_out = None
             if not _PROPAGATION_HEADERS.isdisjoint(headers):
                 # The raw list: a header sent twice is joined, as HTTP says (an invalid one is
                 # ignored and a new trace starts, as propagators do).
@@ -198,16 +200,15 @@ class ObservabilityMiddleware:
                         tracestate_out = tracestate.encode("latin-1")
                         tracestate_token = _tracestate_var.set((parent.trace_id, tracestate))
             span = _start_span(raw_method, parent, kind="server", sample_ratio=root_ratio)
-            # Attributes only for sampled spans: most requests are not (default ratio 0.1).
-            recording = span.is_recording
-            if recording:
-                attributes = {"http.request.method": raw_method, "url.path": path}
-                user_agent = headers.get(b"user-agent")
-                if user_agent is not None:
-                    attributes["user_agent.original"] = user_agent.decode("latin-1")
-                span.set_attributes(attributes)
             span.__enter__()
-            traceparent_out = span.traceparent().encode("ascii")
+            extra = [
+                (b"x-correlation-id", cid_raw),
+                (b"traceparent", span.traceparent().encode("ascii")),
+            ]
+            if tracestate_out is not None:
+                extra.append((b"tracestate", tracestate_out))
+        else:
+            extra = [(b"x-correlation-id", cid_raw)]
 
         in_progress = None
         if self._metrics:
@@ -223,14 +224,9 @@ class ObservabilityMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                out = list(message.get("headers") or ())
-                out.append((b"x-correlation-id", cid_raw))
-                if traceparent_out:
-                    out.append((b"traceparent", traceparent_out))
-                    if tracestate_out:
-                        out.append((b"tracestate", tracestate_out))
-                message = dict(message)
-                message["headers"] = out
+                own = message.get("headers")
+                # A new message (the app's may be reused), never the app's header list mutated.
+                message = {**message, "headers": [*own, *extra] if own else extra}
             await send(message)
 
         start = _perf_counter()
@@ -259,22 +255,39 @@ class ObservabilityMiddleware:
                     route=route,
                     path=path,
                 )
+            info = self._route_metrics.get((method, route, status))
+            if info is None:
+                info = self._route_info(method, route, status)
             if in_progress is not None:
                 in_progress.dec()
-                metrics = self._route_metrics.get((method, route, status))
-                if metrics is None:
-                    metrics = self._metrics_for(method, route, status)
-                metrics.requests.inc()
-                metrics.duration.observe(duration)
+                info.requests.inc()
+                info.duration.observe(duration)
                 if status >= 500 or error is not None:
-                    metrics.errors.inc()
+                    info.errors.inc()
             if span is not None:
-                if recording:
+                # Attributes only for sampled spans (the default ratio is 0.1), all in one call at
+                # the end: a span is written when it ends, so nothing sees them earlier.
+                if span.is_recording:
+                    user_agent = headers.get(b"user-agent")
+                    span.set_attributes(
+                        {
+                            "http.request.method": raw_method,
+                            "url.path": path,
+                            "http.route": route,
+                            "http.response.status_code": status,
+                        }
+                        if user_agent is None
+                        else {
+                            "http.request.method": raw_method,
+                            "url.path": path,
+                            "user_agent.original": user_agent.decode("latin-1"),
+                            "http.route": route,
+                            "http.response.status_code": status,
+                        }
+                    )
                     # OTel semconv: "{method} {route}" once the route template is known.
                     if route != UNMATCHED:
-                        span.update_name(f"{method if method != '_OTHER' else 'HTTP'} {route}")
-                    span.set_attribute("http.route", route)
-                    span.set_attribute("http.response.status_code", status)
+                        span.update_name(info.span_name)
                     if status >= 500 and error is None:
                         span.set_status("error", f"HTTP {status}")
                 if error is not None:
@@ -285,14 +298,19 @@ class ObservabilityMiddleware:
                 _tracestate_var.reset(tracestate_token)
             cid_token.var.reset(cid_token)
 
-    def _metrics_for(self, method: str, route: str, status: int) -> _RouteMetrics:
-        metrics = _RouteMetrics(
-            self._requests.labels(method, route, str(status)),
-            self._duration.labels(method, route),
-            self._errors.labels(method, route),
-        )
-        self._route_metrics[(method, route, status)] = metrics
-        return metrics
+    def _route_info(self, method: str, route: str, status: int) -> _RouteMetrics:
+        span_name = f"{method if method != '_OTHER' else 'HTTP'} {route}"
+        if self._metrics:
+            info = _RouteMetrics(
+                span_name,
+                self._requests.labels(method, route, str(status)),
+                self._duration.labels(method, route),
+                self._errors.labels(method, route),
+            )
+        else:
+            info = _RouteMetrics(span_name, None, None, None)
+        self._route_metrics[(method, route, status)] = info
+        return info
 
     # -- route templates ---------------------------------------------------------------------------
 

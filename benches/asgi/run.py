@@ -1,0 +1,860 @@
+"""End-to-end ASGI benchmark: a Starlette app under uvicorn, bare and instrumented, loaded by wrk.
+
+Per worker count and per round, each variant of `app.py` (bare, today, today_mp, shmtel) gets a
+fresh set of processes:
+
+- an OTLP/HTTP receiver on loopback (a thread of this process) that decodes every
+  ExportTraceServiceRequest with `opentelemetry-proto` and counts spans per service and name;
+- for `shmtel`, `shmtel collect` with a config of its own: Prometheus `/metrics` on 127.0.0.1
+  (scraped every second by this script), `[export.otlp]` to the receiver, logs as JSON lines to
+  a file (`[[logs.file]]`, stdout off); for `today` and `today_mp` the app's own `/metrics` is
+  scraped every second instead;
+- `uvicorn --workers N --loop asyncio --http h11 --no-access-log` on 127.0.0.1, started through
+  `serve.py` (uvicorn's own CLI, with TCP_NODELAY on the workers' connections: see there why).
+
+Then a warm-up (`wrk`, 2 s), and the measured run: `wrk -t1 -c32 -d<seconds> --latency` with a
+Lua script that counts the requests wrk sends. Worker and collector CPU come from /proc/<pid>/stat
+(utime + stime) just before and just after the measured run. uvicorn is then stopped (SIGTERM:
+lifespan shutdown flushes today's BatchSpanProcessor, and each worker writes the number of
+requests it received, counted by `app.py`'s RequestTally outside any instrumentation).
+
+Exactness: the requests served (the tallies, warm-up included) must lie between wrk's completed
+and sent counts (requests still in flight when wrk stops are served, unless its closing sockets
+reset them), and the requests counted by the metrics (the collector's `http_requests_total` for
+shmtel, the multiprocess files for today_mp), the spans at the receiver (a server and a child span
+per request) and the log lines must all equal the requests served.
+
+Variants alternate within each round (the order rotates from round to round); the table shows
+medians over rounds. With `--pin auto` (the default) and one worker, the server and the collector
+run on CPU 0, wrk, this script and the receiver on CPU 1; with more workers than one CPU holds
+nothing is pinned.
+
+    .venv/bin/python benches/asgi/run.py --seconds 10 --rounds 3 --workers 1,4
+    .venv/bin/python benches/asgi/run.py --smoke          # exactness only, ~2 s per variant
+
+Outputs a markdown table on stdout and JSON (`--json`, default `<target>/bench-asgi.json`).
+Exits 1 when a check of exactness failed (speed is reported, never asserted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+VARIANTS = ("bare", "today", "today_mp", "shmtel")
+ROUTE = "/users/{user_id}"
+SERVER_SPAN = f"GET {ROUTE}"
+CHILD_SPAN = "load_user"
+LOG_MESSAGE = "user fetched"
+CONNECTIONS = 32
+WARMUP_SECONDS = 2
+SETTLE_TIMEOUT = 30.0
+STARTUP_TIMEOUT = 60.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PY_SPY = "py-spy==0.4.3"
+
+# Counts the requests wrk sends (a request() function makes wrk call it for every request).
+WRK_LUA = """
+sent_requests = 0
+local threads = {}
+local req = nil
+function setup(thread) table.insert(threads, thread) end
+function init(args) req = wrk.format() end
+function request()
+  sent_requests = sent_requests + 1
+  return req
+end
+function done(summary, latency, requests)
+  local sent = 0
+  for _, t in ipairs(threads) do sent = sent + t:get("sent_requests") end
+  io.write(string.format("SENT %d\\n", sent))
+end
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[bench-asgi {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- tools -----------------------------------------------------------------------------------------
+
+
+def ensure_wrk() -> str:
+    """wrk from Debian's packages, installed with apt-get when missing."""
+    path = shutil.which("wrk")
+    if path:
+        return path
+    log("wrk not found: installing Debian's package wrk")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    if subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "wrk"], env=env).returncode:
+        subprocess.run([*sudo, "apt-get", "update", "-q"], env=env, check=True)
+        subprocess.run([*sudo, "apt-get", "install", "-y", "-q", "wrk"], env=env, check=True)
+    path = shutil.which("wrk")
+    if not path:
+        raise SystemExit("wrk is still missing after apt-get install wrk")
+    return path
+
+
+def ensure_py_spy() -> str:
+    path = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if Path(path).is_file():
+        return path
+    log(f"installing {PY_SPY}")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PY_SPY], check=True)
+    return str(Path(sys.executable).parent / "py-spy")
+
+
+def shmtel_bin() -> Path:
+    if os.environ.get("SHMTEL_BIN"):
+        return Path(os.environ["SHMTEL_BIN"])
+    return target_dir() / "release" / "shmtel"
+
+
+def target_dir() -> Path:
+    return Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of `pid` in clock ticks (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return int(r.status), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return int(e.code), ""
+
+
+# -- the OTLP receiver ---------------------------------------------------------------------------
+
+
+class Receiver:
+    """OTLP/HTTP traces on 127.0.0.1: decodes each request, counts spans per (service, name)."""
+
+    def __init__(self) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        self.lock = threading.Lock()
+        self.spans: Counter[tuple[str, str]] = Counter()
+        self.requests = 0
+        self.errors = 0
+        receiver = self
+        response = ExportTraceServiceResponse().SerializeToString()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                try:
+                    if self.headers.get("content-encoding", "") == "gzip":
+                        body = gzip.decompress(body)
+                    req = ExportTraceServiceRequest.FromString(body)
+                    counts: Counter[tuple[str, str]] = Counter()
+                    for rs in req.resource_spans:
+                        service = next(
+                            (
+                                a.value.string_value
+                                for a in rs.resource.attributes
+                                if a.key == "service.name"
+                            ),
+                            "",
+                        )
+                        for ss in rs.scope_spans:
+                            for span in ss.spans:
+                                counts[(service, span.name)] += 1
+                    with receiver.lock:
+                        receiver.spans.update(counts)
+                        receiver.requests += 1
+                    status = 200
+                except Exception:
+                    with receiver.lock:
+                        receiver.errors += 1
+                    status = 400
+                self.send_response(status)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", str(len(response)))
+                self.end_headers()
+                self.wfile.write(response)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def count(self, service: str) -> Counter[str]:
+        with self.lock:
+            return Counter({name: n for (s, name), n in self.spans.items() if s == service})
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# -- processes -------------------------------------------------------------------------------------
+
+
+class Proc:
+    """A child in a process group of its own, output to a log file; stop() signals the group."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop())
+        self.popen = subprocess.Popen(
+            args,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=self._log,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def tail(self, n: int = 40) -> str:
+        return f"--- {self.name} log ---\n" + "\n".join(self.log().splitlines()[-n:])
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        status = self.popen.poll()
+        if status is None:
+            try:
+                os.killpg(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                status = self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                status = None
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.popen.poll() is None:
+            self.popen.wait(timeout)
+        self._log.close()
+        return status
+
+
+def wait_for(what: str, check: Callable[[], str | None], timeout: float) -> str | None:
+    """Poll `check` until it returns None; returns its last complaint after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        problem = check()
+        if problem is None or time.monotonic() >= deadline:
+            return None if problem is None else f"{what}: {problem}"
+        time.sleep(0.2)
+
+
+# -- wrk -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WrkResult:
+    completed: int
+    sent: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def parse_wrk(out: str) -> WrkResult:
+    def num(pattern: str) -> re.Match[str]:
+        m = re.search(pattern, out, re.M)
+        if m is None:
+            raise RuntimeError(f"wrk output without {pattern!r}:\n{out}")
+        return m
+
+    total = num(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m),")
+    pct = {
+        m.group(1): float(m.group(2)) * _UNITS[m.group(3)]
+        for m in re.finditer(r"^\s+(50|75|90|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+    }
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return WrkResult(
+        completed=int(total.group(1)),
+        # wrk calls request() once more than it sends: on the first thread's Lua state, to
+        # verify the script's request before the run (script_verify_request; -t1 here).
+        sent=int(num(r"^SENT (\d+)").group(1)) - 1,
+        seconds=float(total.group(2)) * _UNITS[total.group(3)] / 1e3,
+        rps=float(num(r"^Requests/sec:\s+([\d.]+)").group(1)),
+        p50_ms=pct.get("50", float("nan")),
+        p99_ms=pct.get("99", float("nan")),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(g) for g in sock.groups()) if sock else 0,
+    )
+
+
+def run_wrk(wrk: str, lua: Path, url: str, seconds: int, cpus: str | None) -> WrkResult:
+    args = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-s", str(lua), url]
+    if cpus is not None:
+        args = ["taskset", "-c", cpus, *args]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    return parse_wrk(out.stdout)
+
+
+# -- one run of one variant ----------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    variant: str
+    workers: int
+    round: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    completed: int
+    sent: int
+    warmup_sent: int
+    worker_cpu_us_per_req: float
+    collector_cpu_us_per_req: float | None
+    scrapes: int
+    served: int = 0
+    checks: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.wrk = ensure_wrk()
+        self.receiver = Receiver()
+        self.work = Path(tempfile.mkdtemp(prefix="bench-asgi-"))
+        self.lua = self.work / "count.lua"
+        self.lua.write_text(WRK_LUA)
+        self.run_seq = 0
+
+    def close(self) -> None:
+        self.receiver.close()
+        if not self.args.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def pinning(self, workers: int) -> tuple[str | None, str | None]:
+        """(server CPUs, load CPUs) for taskset, or None for no pinning."""
+        if self.args.pin == "none" or (os.cpu_count() or 1) < 2 or workers > 1:
+            return None, None
+        return "0", "1"
+
+    def env(self, variant: str, service: str, run_dir: Path) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SHMTEL_", "OTEL_")) and k != "PROMETHEUS_MULTIPROC_DIR"
+        }
+        env.update(
+            BENCH_VARIANT=variant,
+            BENCH_SERVICE=service,
+            BENCH_OTLP_ENDPOINT=self.receiver.endpoint,
+            BENCH_LOG_FILE=str(run_dir / "app.log"),
+            BENCH_TALLY_DIR=str(run_dir / "tally"),
+            SHMTEL_DIR=str(run_dir / "regions"),
+            SHMTEL_SERVICE=service,
+            PYTHONUNBUFFERED="1",
+        )
+        if variant == "today_mp":
+            (run_dir / "prom").mkdir()
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir / "prom")
+        return env
+
+    def start_collector(self, run_dir: Path, cpus: str | None) -> tuple[Proc, int]:
+        port = free_port()
+        config = run_dir / "collector.toml"
+        config.write_text(
+            "[export.otlp]\n"
+            f'endpoint = "{self.receiver.endpoint}"\n'
+            # As today's OTLPSpanExporter sends by default: no compression on loopback.
+            'compression = "none"\n'
+            "\n[logs]\n"
+            'format = "json"\n'
+            "\n[logs.stdout]\n"
+            "enabled = false\n"
+            "\n[[logs.file]]\n"
+            f'path = "{run_dir / "collector-logs.jsonl"}"\n'
+            "max_bytes = 0\n"
+            # --collector-toml: more configuration (e.g. a [poll] section), appended as is.
+            + (f"\n{self.args.collector_toml}\n" if self.args.collector_toml else "")
+        )
+        args = [
+            str(shmtel_bin()),
+            "collect",
+            "--config",
+            str(config),
+            "--dir",
+            str(run_dir / "regions"),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--state-file",
+            str(run_dir / "collector-state.json"),
+        ]
+        if cpus is not None:
+            args = ["taskset", "-c", cpus, *args]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SHMTEL_", "OTEL_"))}
+        proc = Proc("collector", args, env, run_dir / "collector.log")
+
+        def healthy() -> str | None:
+            if not proc.alive():
+                raise RuntimeError(f"the collector exited\n{proc.tail()}")
+            try:
+                status, _ = http_get(f"http://127.0.0.1:{port}/healthz", timeout=1.0)
+            except OSError as e:
+                return str(e)
+            return None if status == 200 else f"status {status}"
+
+        problem = wait_for("collector health", healthy, STARTUP_TIMEOUT)
+        if problem:
+            raise RuntimeError(f"{problem}\n{proc.tail()}")
+        return proc, port
+
+    def start_uvicorn(
+        self, workers: int, env: dict[str, str], run_dir: Path, cpus: str | None
+    ) -> tuple[Proc, int, list[int]]:
+        port = free_port()
+        args = [
+            sys.executable,
+            str(HERE / "serve.py"),  # uvicorn with TCP_NODELAY under --workers (see serve.py)
+            "app:app",
+            "--app-dir",
+            str(HERE),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--loop",
+            "asyncio",
+            "--http",
+            "h11",
+            "--no-access-log",
+            "--log-level",
+            "info",
+        ]
+        if cpus is not None:
+            args = ["taskset", "-c", cpus, *args]
+        proc = Proc("uvicorn", args, env, run_dir / "uvicorn.log")
+
+        def ready() -> str | None:
+            if not proc.alive():
+                raise RuntimeError(f"uvicorn exited\n{proc.tail()}")
+            started = proc.log().count("Application startup complete.")
+            return None if started >= workers else f"{started} of {workers} workers started"
+
+        problem = wait_for("uvicorn startup", ready, STARTUP_TIMEOUT)
+        if problem:
+            raise RuntimeError(f"{problem}\n{proc.tail()}")
+        pids = [int(p) for p in re.findall(r"Started server process \[(\d+)\]", proc.log())]
+        if len(pids) != workers:
+            raise RuntimeError(f"expected {workers} worker pids, got {pids}\n{proc.tail()}")
+        return proc, port, pids
+
+    def run(self, variant: str, workers: int, rnd: int) -> RunResult:
+        self.run_seq += 1
+        service = f"bench-{variant}-{os.getpid()}-{self.run_seq}"
+        run_dir = self.work / f"{self.run_seq:03d}-{variant}-w{workers}"
+        run_dir.mkdir()
+        (run_dir / "regions").mkdir(mode=0o700)
+        (run_dir / "tally").mkdir()
+        server_cpus, load_cpus = self.pinning(workers)
+        env = self.env(variant, service, run_dir)
+        procs: list[Proc] = []
+        collector_port = None
+        try:
+            if variant == "shmtel":
+                collector_cpus = load_cpus if self.args.collector_cpu == "load" else server_cpus
+                collector, collector_port = self.start_collector(run_dir, collector_cpus)
+                procs.append(collector)
+            uvicorn, port, pids = self.start_uvicorn(workers, env, run_dir, server_cpus)
+            procs.append(uvicorn)
+            url = f"http://127.0.0.1:{port}/users/42"
+            if variant == "shmtel":
+                scrape_url = f"http://127.0.0.1:{collector_port}/metrics"
+            elif variant.startswith("today"):
+                scrape_url = f"http://127.0.0.1:{port}/metrics"
+            else:
+                scrape_url = None
+
+            warm = run_wrk(self.wrk, self.lua, url, self.args.warmup, load_cpus)
+            stop_scraping = threading.Event()
+            scrapes = [0, 0]  # ok, failed
+
+            def scrape() -> None:
+                assert scrape_url is not None
+                while not stop_scraping.wait(1.0):
+                    try:
+                        status, _ = http_get(scrape_url)
+                        scrapes[0 if status == 200 else 1] += 1
+                    except OSError:
+                        scrapes[1] += 1
+
+            scraper = threading.Thread(target=scrape, daemon=True) if scrape_url else None
+            if scraper is not None:
+                scraper.start()
+            if self.args.profile == variant:
+                self.profile(pids, run_dir)
+            workers_before = sum(cpu_ticks(p) for p in pids)
+            collector_before = cpu_ticks(procs[0].pid) if variant == "shmtel" else 0
+            main = run_wrk(self.wrk, self.lua, url, self.args.seconds, load_cpus)
+            workers_after = sum(cpu_ticks(p) for p in pids)
+            collector_after = cpu_ticks(procs[0].pid) if variant == "shmtel" else 0
+            stop_scraping.set()
+            if scraper is not None:
+                scraper.join()
+
+            sent = warm.sent + main.sent
+            completed = warm.completed + main.completed
+            result = RunResult(
+                variant=variant,
+                workers=workers,
+                round=rnd,
+                rps=main.rps,
+                p50_ms=main.p50_ms,
+                p99_ms=main.p99_ms,
+                completed=main.completed,
+                sent=main.sent,
+                warmup_sent=warm.sent,
+                worker_cpu_us_per_req=(workers_after - workers_before)
+                / CLK_TCK
+                * 1e6
+                / max(main.completed, 1),
+                collector_cpu_us_per_req=(collector_after - collector_before)
+                / CLK_TCK
+                * 1e6
+                / max(main.completed, 1)
+                if variant == "shmtel"
+                else None,
+                scrapes=scrapes[0],
+            )
+            if scrapes[1]:
+                result.problems.append(f"{scrapes[1]} scrapes of {scrape_url} failed")
+            for w in (warm, main):
+                if w.non_2xx or w.socket_errors:
+                    result.problems.append(
+                        f"wrk saw {w.non_2xx} non-2xx responses, {w.socket_errors} socket errors"
+                    )
+            # Metrics of today_mp are read from the multiprocess directory after the workers are
+            # gone; everything else is checked after a graceful stop (in-flight requests done,
+            # BatchSpanProcessor flushed).
+            status = uvicorn.stop()
+            if status not in (0, -signal.SIGTERM):  # uvicorn re-raises the signal it handled
+                result.problems.append(f"uvicorn exited with {status}\n{uvicorn.tail()}")
+            # What the workers received (app.py's RequestTally, written at lifespan shutdown).
+            tallies = list((run_dir / "tally").iterdir())
+            served = sum(int(f.read_text()) for f in tallies)
+            result.served = served
+            if len(tallies) != workers:
+                result.problems.append(f"{len(tallies)} of {workers} workers wrote their tally")
+            elif not completed <= served <= sent:
+                result.problems.append(
+                    f"served {served} outside [completed {completed}, sent {sent}]"
+                )
+            self.check(result, variant, service, run_dir, served, collector_port)
+            return result
+        finally:
+            for p in reversed(procs):
+                p.stop()
+
+    def check(
+        self,
+        result: RunResult,
+        variant: str,
+        service: str,
+        run_dir: Path,
+        expected: int,
+        collector_port: int | None,
+    ) -> None:
+        """Requests counted by the metrics, spans at the receiver and log lines == `expected`."""
+        if variant == "bare":
+            return
+
+        def outcome(name: str, problem: str | None) -> None:
+            result.checks[name] = "ok" if problem is None else "FAIL"
+            if problem is not None:
+                result.problems.append(problem)
+
+        # Metrics.
+        if variant == "shmtel":
+            from prometheus_client.parser import text_string_to_metric_families
+
+            def counted() -> str | None:
+                _, text = http_get(f"http://127.0.0.1:{collector_port}/metrics")
+                total = 0.0
+                for family in text_string_to_metric_families(text):
+                    for s in family.samples:
+                        if s.name == "http_requests_total" and s.labels.get("route") == ROUTE:
+                            total += s.value
+                return None if total == expected else f"{total:.0f} != {expected}"
+
+            outcome("metrics", wait_for("collector http_requests_total", counted, SETTLE_TIMEOUT))
+        elif variant == "today_mp":
+            from prometheus_client import CollectorRegistry
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=str(run_dir / "prom"))
+            total = sum(
+                s.value
+                for m in registry.collect()
+                for s in m.samples
+                if s.name == "http_requests_total" and s.labels.get("route") == ROUTE
+            )
+            outcome(
+                "metrics",
+                None
+                if total == expected
+                else f"multiprocess http_requests_total {total:.0f} != {expected}",
+            )
+
+        # Spans: one server span and one child span per request.
+        want = Counter({SERVER_SPAN: expected, CHILD_SPAN: expected})
+
+        def spans() -> str | None:
+            got = self.receiver.count(service)
+            return None if got == want else f"{dict(got)} != {dict(want)}"
+
+        outcome("spans", wait_for("OTLP receiver span counts", spans, SETTLE_TIMEOUT))
+
+        # Log lines.
+        log_file = run_dir / ("collector-logs.jsonl" if variant == "shmtel" else "app.log")
+
+        def lines() -> str | None:
+            try:
+                with open(log_file, "rb") as f:
+                    n = sum(1 for line in f if b'"user fetched"' in line)
+            except FileNotFoundError:
+                n = 0
+            return None if n == expected else f"{n} != {expected}"
+
+        outcome("logs", wait_for(f"log lines in {log_file.name}", lines, SETTLE_TIMEOUT))
+
+    def profile(self, pids: list[int], run_dir: Path) -> None:
+        """py-spy --native on the first worker for the run's duration, in the background."""
+        py_spy = ensure_py_spy()
+        out = target_dir() / f"bench-asgi-profile-{run_dir.name}.txt"
+        args = [
+            py_spy,
+            "record",
+            "--native",
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            "--duration",
+            str(self.args.seconds),
+            "--pid",
+            str(pids[0]),
+            "--output",
+            str(out),
+        ]
+        subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log(f"profiling worker {pids[0]} into {out}")
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarize(results: list[RunResult], worker_counts: list[int]) -> tuple[str, dict[str, Any]]:
+    lines = []
+    summary: dict[str, Any] = {}
+    for workers in worker_counts:
+        rows = {}
+        for variant in VARIANTS:
+            runs = [r for r in results if r.workers == workers and r.variant == variant]
+            if not runs:
+                continue
+            collector = [r.collector_cpu_us_per_req for r in runs if r.collector_cpu_us_per_req]
+            rows[variant] = {
+                "rps": median([r.rps for r in runs]),
+                "p50_ms": median([r.p50_ms for r in runs]),
+                "p99_ms": median([r.p99_ms for r in runs]),
+                "worker_cpu_us": median([r.worker_cpu_us_per_req for r in runs]),
+                "collector_cpu_us": median(collector) if collector else None,
+                "rounds": len(runs),
+                "exact": all(not r.problems for r in runs),
+            }
+        bare = rows.get("bare")
+        today = rows.get("today")
+        lines.append(f"\n### {workers} worker{'s' if workers > 1 else ''}\n")
+        lines.append(
+            "| variant | req/s | p50 ms | p99 ms | worker CPU µs/req | collector CPU µs/req "
+            "| vs bare | added CPU µs/req | p99 vs bare | vs today | exact |"
+        )
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for variant, row in rows.items():
+            if bare:
+                row["vs_bare"] = row["rps"] / bare["rps"]
+                row["added_cpu_us"] = row["worker_cpu_us"] - bare["worker_cpu_us"]
+                row["p99_vs_bare"] = row["p99_ms"] / bare["p99_ms"]
+            if today:
+                row["vs_today"] = row["rps"] / today["rps"]
+            coll = row["collector_cpu_us"]
+            lines.append(
+                f"| {variant} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} "
+                f"| {row['worker_cpu_us']:.0f} | {'' if coll is None else f'{coll:.1f}'} "
+                f"| {row.get('vs_bare', float('nan')):.3f}x "
+                f"| {row.get('added_cpu_us', float('nan')):+.0f} "
+                f"| {row.get('p99_vs_bare', float('nan')):.2f}x "
+                f"| {row.get('vs_today', float('nan')):.2f}x "
+                f"| {'yes' if row['exact'] else 'NO'} |"
+            )
+        summary[str(workers)] = rows
+    return "\n".join(lines) + "\n", summary
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--seconds", type=int, default=10, help="measured seconds per run (10)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of alternating variants (3)")
+    p.add_argument("--workers", default="1,4", help="uvicorn worker counts (1,4)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="variants to run (all)")
+    p.add_argument("--warmup", type=int, default=WARMUP_SECONDS, help="warm-up seconds (2)")
+    p.add_argument("--pin", choices=("auto", "none"), default="auto", help="taskset pinning")
+    p.add_argument(
+        "--collector-cpu",
+        choices=("server", "load"),
+        default="server",
+        help="with pinning, the collector shares the server's CPU (default) or wrk's",
+    )
+    p.add_argument(
+        "--collector-toml",
+        default="",
+        help="TOML appended to the collector's config, e.g. '[poll]\\nmin_sleep_ms = 5'",
+    )
+    p.add_argument("--smoke", action="store_true", help="2 s per variant, 1 round, exactness only")
+    p.add_argument("--profile", choices=VARIANTS, help="py-spy --native the first worker")
+    p.add_argument("--keep", action="store_true", help="keep the run directories (logs, config)")
+    p.add_argument("--json", type=Path, help="JSON output (default <target>/bench-asgi.json)")
+    args = p.parse_args()
+    if args.smoke:
+        args.seconds, args.rounds, args.warmup = 2, 1, 1
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        p.error(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
+    worker_counts = [int(w) for w in args.workers.split(",") if w]
+    if "shmtel" in variants and not shmtel_bin().is_file():
+        raise SystemExit(f"{shmtel_bin()} not found: run `make build` (or set SHMTEL_BIN)")
+    target = target_dir()
+    json_path = args.json or target / ("bench-asgi-smoke.json" if args.smoke else "bench-asgi.json")
+
+    bench = Bench(args)
+    if bench.pinning(1)[1] is not None:
+        os.sched_setaffinity(0, {1})  # this script, its receiver and scraper threads: wrk's CPU
+    results: list[RunResult] = []
+    try:
+        for workers in worker_counts:
+            for rnd in range(args.rounds):
+                order = variants[rnd % len(variants) :] + variants[: rnd % len(variants)]
+                for variant in order:
+                    r = bench.run(variant, workers, rnd)
+                    log(
+                        f"workers={workers} round={rnd} {variant}: {r.rps:,.0f} req/s "
+                        f"p50 {r.p50_ms:.2f} ms p99 {r.p99_ms:.2f} ms worker "
+                        f"{r.worker_cpu_us_per_req:.0f} µs/req collector {r.collector_cpu_us_per_req} µs/req "
+                        f"sent {r.warmup_sent}+{r.sent} served {r.served} (completed {r.completed}) "
+                        f"checks {r.checks} {'; '.join(r.problems)}"
+                    )
+                    results.append(r)
+    finally:
+        bench.close()
+
+    table, summary = summarize(results, worker_counts)
+    print(table)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(
+        json.dumps(
+            {
+                "config": {
+                    "seconds": args.seconds,
+                    "rounds": args.rounds,
+                    "warmup": args.warmup,
+                    "connections": CONNECTIONS,
+                    "pin": args.pin,
+                    "smoke": args.smoke,
+                },
+                "summary": summary,
+                "runs": [asdict(r) for r in results],
+            },
+            indent=2,
+        )
+    )
+    log(f"wrote {json_path}")
+    failed = [r for r in results if r.problems]
+    for r in failed:
+        log(f"FAILED {r.variant} workers={r.workers} round={r.round}: {r.problems}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
