@@ -89,3 +89,22 @@ class Regions:
         logs = self.logs(message)
         assert len(logs) == 1, f"expected one log {message!r}, found {logs}"
         return logs[0]
+
+
+def configure_structlog(*extra: Any) -> None:
+    """structlog through shmtel (``structlog_render`` last, ``StructlogLoggerFactory``), with
+    ``extra`` processors before the render; loggers are not cached, so tests can reconfigure."""
+    import structlog
+
+    import shmtel
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            *extra,
+            shmtel.structlog_render,
+        ],
+        logger_factory=shmtel.StructlogLoggerFactory(),
+        cache_logger_on_first_use=False,
+    )

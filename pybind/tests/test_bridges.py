@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import structlog
-from pybind_helpers import Regions
+from pybind_helpers import Regions, configure_structlog
 
 import shmtel
 from shmtel import _native, start_span
@@ -371,23 +371,10 @@ def test_structlog_processor_records_and_drops(
     assert "1 / 0" in boom["fields"]["exception.stacktrace"]
 
 
-def configure_factory(*extra: Any) -> None:
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            *extra,
-            shmtel.structlog_render,
-        ],
-        logger_factory=shmtel.StructlogLoggerFactory(),
-        cache_logger_on_first_use=False,
-    )
-
-
 def test_structlog_factory_records_bound_and_contextvars_fields(
     regions: Regions, uid: str, structlog_reset: None
 ) -> None:
-    configure_factory()
+    configure_structlog()
     log = structlog.get_logger("ignored-name").bind(user_id=42, roles=["admin"])
     structlog.contextvars.bind_contextvars(request_id=f"r-{uid}")
     token = _native.set_correlation_id(f"corr-{uid}")
@@ -414,7 +401,7 @@ def test_structlog_factory_records_bound_and_contextvars_fields(
 def test_structlog_factory_levels_and_methods(
     regions: Regions, uid: str, structlog_reset: None
 ) -> None:
-    configure_factory()
+    configure_structlog()
     log = structlog.get_logger()
     log.debug(f"s-debug {uid}")
     log.info(f"s-info {uid}")
@@ -454,7 +441,7 @@ def test_structlog_factory_levels_and_methods(
 def test_structlog_factory_exceptions_and_messages(
     regions: Regions, uid: str, structlog_reset: None
 ) -> None:
-    configure_factory()
+    configure_structlog()
     log = structlog.get_logger()
     try:
         raise DomainError("out of stock")
@@ -478,7 +465,7 @@ def test_structlog_factory_exceptions_and_messages(
 def test_structlog_respects_the_writer_level(
     regions: Regions, uid: str, structlog_reset: None
 ) -> None:
-    configure_factory()
+    configure_structlog()
     _native.set_log_level(shmtel.LogLevel.WARN)
     log = structlog.get_logger()
     log.info(f"s-filtered {uid}")

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import structlog
-from pybind_helpers import Regions
+from pybind_helpers import Regions, configure_structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -40,15 +40,7 @@ def app(uid: str) -> Iterator[Starlette]:
         logging.setLoggerClass(logging.Logger)
     direct.propagate = False
     direct.addHandler(handler)
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            shmtel.structlog_render,
-        ],
-        logger_factory=shmtel.StructlogLoggerFactory(),
-        cache_logger_on_first_use=False,
-    )
+    configure_structlog()
     slog = structlog.get_logger()
 
     async def order(request: Request) -> PlainTextResponse:

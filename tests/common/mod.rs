@@ -543,6 +543,204 @@ pub fn tail_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// A running `shmtel collect --config FILE`, killed on drop. The file holds `dir`, `listen` and
+/// `state_file` (the sandbox's), then the test's own TOML; the child gets a clean environment
+/// (no `SHMTEL_*`, no `OTEL_*`) plus what the test passes.
+pub struct ConfiguredCollector {
+    guard: ChildGuard,
+    port: u16,
+    /// Where its stdout goes (the default log sink writes there).
+    stdout: PathBuf,
+    /// Where its stderr (its own diagnostics) goes; the same file as `stdout` unless started
+    /// with [`ConfiguredCollector::start_split`].
+    stderr: PathBuf,
+}
+
+impl ConfiguredCollector {
+    /// Start it with stdout and stderr both appended to `collector.log` in the sandbox, and
+    /// wait until /healthz answers 200.
+    pub fn start(sb: &Sandbox, extra_toml: &str, env: &[(&str, &str)]) -> ConfiguredCollector {
+        let log = sb.path("collector.log");
+        Self::spawn(sb, extra_toml, env, &log, &log)
+    }
+
+    /// Like [`ConfiguredCollector::start`], but stdout to `collector.out` and stderr to
+    /// `collector.err`, so that stdout holds only what the log sink wrote.
+    pub fn start_split(
+        sb: &Sandbox,
+        extra_toml: &str,
+        env: &[(&str, &str)],
+    ) -> ConfiguredCollector {
+        Self::spawn(
+            sb,
+            extra_toml,
+            env,
+            &sb.path("collector.out"),
+            &sb.path("collector.err"),
+        )
+    }
+
+    fn spawn(
+        sb: &Sandbox,
+        extra_toml: &str,
+        env: &[(&str, &str)],
+        stdout: &Path,
+        stderr: &Path,
+    ) -> ConfiguredCollector {
+        let open = |p: &Path| {
+            File::options()
+                .create(true)
+                .append(true)
+                .open(p)
+                .unwrap_or_else(|e| panic!("open {}: {e}", p.display()))
+        };
+        let mut last = String::new();
+        // A port picked free can be taken by someone else before the child binds it: retry.
+        for attempt in 0..3 {
+            let port = free_port();
+            let config = sb.path(&format!("collector-{attempt}.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "dir = {:?}\nlisten = \"127.0.0.1:{port}\"\nstate_file = {:?}\n{extra_toml}\n",
+                    sb.regions(),
+                    sb.state_file()
+                ),
+            )
+            .expect("write the config");
+            let out = open(stdout);
+            let err = if stdout == stderr {
+                out.try_clone().expect("dup the log")
+            } else {
+                open(stderr)
+            };
+            let mut cmd = Command::new(shmtel_bin());
+            cmd.arg("collect")
+                .arg("--config")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err);
+            remove_shmtel_env(&mut cmd);
+            for (k, _) in std::env::vars_os() {
+                if k.to_str().is_some_and(|k| k.starts_with("OTEL_")) {
+                    cmd.env_remove(k);
+                }
+            }
+            cmd.envs(env.iter().copied());
+            let mut c = ConfiguredCollector {
+                guard: ChildGuard::spawn(cmd, "shmtel collect", false),
+                port,
+                stdout: stdout.to_owned(),
+                stderr: stderr.to_owned(),
+            };
+            let start = Instant::now();
+            loop {
+                if let Some(status) = c.guard.exited() {
+                    last = std::fs::read_to_string(&c.stderr).unwrap_or_default();
+                    if last.contains("in use") {
+                        break; // port taken: try another
+                    }
+                    panic!("shmtel collect exited with {status}; its log:\n{last}");
+                }
+                if matches!(http_get(&c.url("/healthz"), None), Ok(h) if h.status == 200) {
+                    return c;
+                }
+                assert!(
+                    start.elapsed() < STARTUP_TIMEOUT,
+                    "shmtel collect did not become healthy; its log:\n{}",
+                    c.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("shmtel collect could not bind a port in 3 attempts; last log:\n{last}");
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.guard.pid()
+    }
+
+    /// The last 60 lines of its log (stderr).
+    pub fn log(&self) -> String {
+        tail_lines(
+            &std::fs::read_to_string(&self.stderr).unwrap_or_default(),
+            60,
+        )
+    }
+
+    /// Its stdout so far, as lines.
+    pub fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.stdout)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Wait until stdout has at least `n` complete lines; returns them.
+    pub fn wait_lines(&mut self, n: usize) -> Vec<String> {
+        poll(
+            &format!("{n} lines on the collector's stdout"),
+            SETTLE_TIMEOUT,
+            Duration::from_millis(100),
+            || {
+                self.assert_running();
+                let text = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+                let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+                let lines: Vec<String> = complete.lines().map(str::to_owned).collect();
+                if lines.len() >= n {
+                    Ok(lines)
+                } else {
+                    Err(format!(
+                        "{} lines so far:\n{}",
+                        lines.len(),
+                        tail_lines(complete, 10)
+                    ))
+                }
+            },
+        )
+    }
+
+    /// Panic (with its log) if it has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(s) = self.guard.exited() {
+            panic!("the collector exited with {s}; its log:\n{}", self.log());
+        }
+    }
+
+    /// GET /metrics (`accept`: Prometheus text when `None`); panics unless it answers 200.
+    pub fn metrics(&mut self, accept: Option<&str>) -> String {
+        self.assert_running();
+        let r = http_get(&self.url("/metrics"), accept).expect("GET /metrics");
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.body
+    }
+
+    /// Scrape and parse /metrics.
+    pub fn scrape(&mut self) -> Metrics {
+        Metrics::parse(&self.metrics(None)).expect("parse /metrics")
+    }
+
+    /// SIGTERM and wait (the exporters and sinks flush); panics if it does not exit within
+    /// [`EXIT_TIMEOUT`].
+    pub fn terminate(mut self) -> ExitStatus {
+        self.guard.signal(libc::SIGTERM);
+        self.guard.wait(EXIT_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "the collector did not exit after SIGTERM; its log:\n{}",
+                self.log()
+            )
+        })
+    }
+}
+
 /// Run `shmtel ARGS...` to completion (timeout 60 s); returns (status, stdout, stderr).
 pub fn run_shmtel(args: &[&str]) -> (ExitStatus, String, String) {
     let mut cmd = Command::new(shmtel_bin());

@@ -14,7 +14,6 @@ mod fixture;
 mod receiver;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -88,111 +87,8 @@ fn run_writer(dir: &Path) -> Written {
 }
 
 // ----------------------------------------------------------------------------------------------
-// The collector, with a configuration file and environment
+// The collector (a `ConfiguredCollector`: a configuration file and a clean environment)
 // ----------------------------------------------------------------------------------------------
-
-struct Running {
-    guard: ChildGuard,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Running {
-    /// Start `shmtel collect --config FILE`, the file holding `dir`, `listen`, `state_file`
-    /// and then `extra`; `env` added to a clean environment (no SHMTEL_*, no OTEL_*).
-    fn start(sb: &Sandbox, extra: &str, env: &[(&str, &str)]) -> Running {
-        let log = sb.path("collector.log");
-        let mut last = String::new();
-        for attempt in 0..3 {
-            let port = free_port();
-            let config = sb.path(&format!("collector-{attempt}.toml"));
-            std::fs::write(
-                &config,
-                format!(
-                    "dir = {:?}\nlisten = \"127.0.0.1:{port}\"\nstate_file = {:?}\n{extra}\n",
-                    sb.regions(),
-                    sb.state_file()
-                ),
-            )
-            .expect("write the config");
-            let logf = File::options()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .expect("open the log");
-            let mut cmd = Command::new(shmtel_bin());
-            cmd.arg("collect")
-                .arg("--config")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(logf.try_clone().expect("dup"))
-                .stderr(logf);
-            remove_shmtel_env(&mut cmd);
-            for (k, _) in std::env::vars_os() {
-                if k.to_str().is_some_and(|k| k.starts_with("OTEL_")) {
-                    cmd.env_remove(k);
-                }
-            }
-            cmd.envs(env.iter().copied());
-            let mut r = Running {
-                guard: ChildGuard::spawn(cmd, "shmtel collect", false),
-                port,
-                log: log.clone(),
-            };
-            let start = Instant::now();
-            loop {
-                if let Some(status) = r.guard.exited() {
-                    last = std::fs::read_to_string(&log).unwrap_or_default();
-                    if last.contains("in use") {
-                        break;
-                    }
-                    panic!("shmtel collect exited with {status}; its log:\n{last}");
-                }
-                if matches!(http_get(&r.url("/healthz"), None), Ok(h) if h.status == 200) {
-                    return r;
-                }
-                assert!(
-                    start.elapsed() < STARTUP_TIMEOUT,
-                    "shmtel collect did not become healthy; its log:\n{}",
-                    r.log()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!("shmtel collect could not bind a port in 3 attempts; last log:\n{last}");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn log(&self) -> String {
-        tail_lines(&std::fs::read_to_string(&self.log).unwrap_or_default(), 60)
-    }
-
-    fn scrape(&mut self) -> Metrics {
-        if let Some(s) = self.guard.exited() {
-            panic!("the collector exited with {s}; its log:\n{}", self.log());
-        }
-        let r = http_get(&self.url("/metrics"), None).expect("GET /metrics");
-        Metrics::parse(&r.body).expect("parse /metrics")
-    }
-
-    fn pid(&self) -> u32 {
-        self.guard.pid()
-    }
-
-    /// SIGTERM and wait (the exporters flush).
-    fn terminate(mut self) {
-        self.guard.signal(libc::SIGTERM);
-        if self.guard.wait(EXIT_TIMEOUT).is_none() {
-            panic!(
-                "the collector did not exit after SIGTERM; its log:\n{}",
-                self.log()
-            );
-        }
-    }
-}
 
 fn exporter_count(m: &Metrics, exporter: &str, result: &str) -> f64 {
     m.sum_where(
@@ -203,7 +99,7 @@ fn exporter_count(m: &Metrics, exporter: &str, result: &str) -> f64 {
 
 /// Wait until `exporter` has handled (exported + failed + dropped) `n` spans; return the
 /// last scrape.
-fn wait_handled(c: &mut Running, exporter: &str, n: f64) -> Metrics {
+fn wait_handled(c: &mut ConfiguredCollector, exporter: &str, n: f64) -> Metrics {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
         let m = c.scrape();
@@ -259,7 +155,7 @@ fn check_times(s: &OtlpSpan, w: &Written) {
 fn otlp_exports_every_field() {
     let sb = Sandbox::new("export-otlp");
     let rx = Receiver::start(200);
-    let mut c = Running::start(
+    let mut c = ConfiguredCollector::start(
         &sb,
         &format!(
             "[export]\nresource_attributes = {{ \"deployment.environment\" = \"e2e\" }}\n\
@@ -456,7 +352,7 @@ fn otlp_outage_is_bounded_retried_once_and_counted() {
     let sb = Sandbox::new("export-outage");
     let mut rx = Receiver::start(503);
     let endpoint = rx.base_url();
-    let mut c = Running::start(
+    let mut c = ConfiguredCollector::start(
         &sb,
         "[export.otlp]\nendpoint = \"http://127.0.0.1:9\"\ncompression = \"gzip\"\n\
          batch_size = 100\nbatch_timeout_ms = 100\nqueue_size = 1000\n\
@@ -486,7 +382,7 @@ fn otlp_outage_is_bounded_retried_once_and_counted() {
     );
     let mut max_queue = 0.0f64;
     let mut max_rss = rss_before;
-    let mut watch = |c: &mut Running, until: Duration| {
+    let mut watch = |c: &mut ConfiguredCollector, until: Duration| {
         while started.elapsed() < until {
             let m = c.scrape();
             max_queue =
@@ -604,7 +500,7 @@ fn rss_kib(pid: u32) -> u64 {
 fn zipkin_receives_v2_json() {
     let sb = Sandbox::new("export-zipkin");
     let rx = Receiver::start(202);
-    let mut c = Running::start(
+    let mut c = ConfiguredCollector::start(
         &sb,
         &format!(
             "[export.zipkin]\nendpoint = \"{}\"\nbatch_timeout_ms = 100\n",
@@ -680,7 +576,7 @@ fn jsonl_file_holds_one_object_per_span() {
     // A relative path would be relative to the collector's working directory (see the
     // lead's note on anchoring); the test uses an absolute one.
     let path = sb.path("spans.jsonl");
-    let mut c = Running::start(
+    let mut c = ConfiguredCollector::start(
         &sb,
         &format!(
             "[export]\nservice_version = \"7\"\n[export.jsonl]\npath = {:?}\n",

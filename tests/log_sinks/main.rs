@@ -97,109 +97,8 @@ fn run_load(dir: &Path, n: u64, threads: u64) -> u32 {
 }
 
 // ----------------------------------------------------------------------------------------------
-// The collector, with a configuration file and environment
+// The collector (a `ConfiguredCollector`: a configuration file and a clean environment)
 // ----------------------------------------------------------------------------------------------
-
-struct Running {
-    guard: ChildGuard,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Running {
-    /// `shmtel collect --config FILE`, the file holding `dir`, `listen`, `state_file`, then
-    /// `extra`; `env` added to a clean environment (no SHMTEL_*, no OTEL_*).
-    fn start(sb: &Sandbox, extra: &str, env: &[(&str, &str)]) -> Running {
-        let log = sb.path("collector.log");
-        let mut last = String::new();
-        for attempt in 0..3 {
-            let port = free_port();
-            let config = sb.path(&format!("collector-{attempt}.toml"));
-            std::fs::write(
-                &config,
-                format!(
-                    "dir = {:?}\nlisten = \"127.0.0.1:{port}\"\nstate_file = {:?}\n{extra}\n",
-                    sb.regions(),
-                    sb.state_file()
-                ),
-            )
-            .expect("write the config");
-            let logf = File::options()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .expect("open the log");
-            let mut cmd = Command::new(shmtel_bin());
-            cmd.arg("collect")
-                .arg("--config")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(logf.try_clone().expect("dup"))
-                .stderr(logf);
-            remove_shmtel_env(&mut cmd);
-            for (k, _) in std::env::vars_os() {
-                if k.to_str().is_some_and(|k| k.starts_with("OTEL_")) {
-                    cmd.env_remove(k);
-                }
-            }
-            cmd.envs(env.iter().copied());
-            let mut r = Running {
-                guard: ChildGuard::spawn(cmd, "shmtel collect", false),
-                port,
-                log: log.clone(),
-            };
-            let start = Instant::now();
-            loop {
-                if let Some(status) = r.guard.exited() {
-                    last = std::fs::read_to_string(&log).unwrap_or_default();
-                    if last.contains("in use") {
-                        break;
-                    }
-                    panic!("shmtel collect exited with {status}; its log:\n{last}");
-                }
-                if matches!(http_get(&r.url("/healthz"), None), Ok(h) if h.status == 200) {
-                    return r;
-                }
-                assert!(
-                    start.elapsed() < STARTUP_TIMEOUT,
-                    "shmtel collect did not become healthy; its log:\n{}",
-                    r.log()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!("shmtel collect could not bind a port in 3 attempts; last log:\n{last}");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn log(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    }
-
-    fn scrape(&mut self) -> Metrics {
-        if let Some(s) = self.guard.exited() {
-            panic!("the collector exited with {s}; its log:\n{}", self.log());
-        }
-        let r = http_get(&self.url("/metrics"), None).expect("GET /metrics");
-        Metrics::parse(&r.body).expect("parse /metrics")
-    }
-
-    /// SIGTERM and wait (the sinks flush).
-    fn terminate(mut self) {
-        self.guard.signal(libc::SIGTERM);
-        if self.guard.wait(EXIT_TIMEOUT).is_none() {
-            panic!(
-                "the collector did not exit after SIGTERM; its log:\n{}",
-                self.log()
-            );
-        }
-    }
-}
 
 /// `shmtel_log_sink_records_total{result}` summed over the sinks whose name starts with
 /// `sink` (`syslog` covers `syslog.1`, ...).
@@ -214,7 +113,7 @@ fn sink_count(m: &Metrics, sink: &str, result: &str) -> f64 {
 }
 
 /// Wait until the sinks named `sink*` handled (exported + failed + dropped) `n` records.
-fn wait_handled(c: &mut Running, sink: &str, n: f64) -> Metrics {
+fn wait_handled(c: &mut ConfiguredCollector, sink: &str, n: f64) -> Metrics {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
         let m = c.scrape();
@@ -296,11 +195,15 @@ fn file_rotation_by_size_under_load_loses_and_repeats_nothing() {
     const MAX: u64 = 256 * 1024;
     let sb = Sandbox::new("logsink-size");
     let logs = sb.path("logs");
-    let mut c = Running::start(
+    // The queue holds the whole run: this test is about rotation, and on a loaded machine the
+    // sink's thread can fall behind the drain loop by more than the default 65,536 lines, which
+    // would be dropped (and counted) by design.
+    let mut c = ConfiguredCollector::start(
         &sb,
         &format!(
-            "[[logs.file]]\npath = {:?}\nmax_bytes = {MAX}\nkeep = 100000\n",
-            logs.join("app.log")
+            "[[logs.file]]\npath = {:?}\nmax_bytes = {MAX}\nkeep = 100000\nqueue_size = {}\n",
+            logs.join("app.log"),
+            2 * N
         ),
         &[],
     );
@@ -341,7 +244,7 @@ fn file_keep_n_with_gzip() {
     const N: u64 = 30_000;
     let sb = Sandbox::new("logsink-keep");
     let logs = sb.path("logs");
-    let mut c = Running::start(
+    let mut c = ConfiguredCollector::start(
         &sb,
         &format!(
             "[[logs.file]]\npath = {:?}\nmax_bytes = 65536\nkeep = 3\ncompress = true\n\
@@ -388,7 +291,7 @@ fn file_rotation_by_time_with_gzip() {
     let _serial = serial();
     let sb = Sandbox::new("logsink-time");
     let logs = sb.path("logs");
-    let mut c = Running::start(
+    let mut c = ConfiguredCollector::start(
         &sb,
         &format!(
             "[[logs.file]]\npath = {:?}\nrotate_every = \"1s\"\nmax_bytes = 0\ncompress = true\n\
@@ -596,7 +499,7 @@ fn syslog_to_a_real_rsyslogd_over_udp_tcp_and_unix() {
     };
     let sb = Sandbox::new("logsink-syslog");
     let rs = Rsyslog::start(&sb, &bin);
-    let mut c = Running::start(
+    let mut c = ConfiguredCollector::start(
         &sb,
         &format!(
             "[[logs.syslog]]\naddress = \"udp://127.0.0.1:{}\"\nmax_message_bytes = 16384\n\
@@ -744,7 +647,7 @@ fn syslog_server_absent_costs_only_counted_drops() {
     let _serial = serial();
     let sb = Sandbox::new("logsink-syslog-absent");
     let port = free_port();
-    let mut c = Running::start(
+    let mut c = ConfiguredCollector::start(
         &sb,
         &format!(
             "[[logs.syslog]]\naddress = \"tcp://127.0.0.1:{port}\"\nqueue_size = 500\n\
@@ -849,7 +752,7 @@ fn otlp_logs_every_field() {
     let _serial = serial();
     let sb = Sandbox::new("logsink-otlp");
     let rx = Receiver::start(200);
-    let mut c = Running::start(
+    let mut c = ConfiguredCollector::start(
         &sb,
         &format!(
             "[export]\nresource_attributes = {{ \"deployment.environment\" = \"e2e\" }}\n\
@@ -975,7 +878,7 @@ fn otlp_logs_enabled_by_the_environment() {
     let _serial = serial();
     let sb = Sandbox::new("logsink-otlp-env");
     let rx = Receiver::start(200);
-    let mut c = Running::start(
+    let mut c = ConfiguredCollector::start(
         &sb,
         "",
         &[
@@ -1008,7 +911,7 @@ fn otlp_logs_enabled_by_the_environment() {
 
 /// The largest `shmtel_log_sink_queue_records{sink="otlp"}` seen over `d`, scraping every
 /// 100 ms.
-fn watch_queue(c: &mut Running, d: Duration) -> f64 {
+fn watch_queue(c: &mut ConfiguredCollector, d: Duration) -> f64 {
     let until = Instant::now() + d;
     let mut max = 0.0f64;
     while Instant::now() < until {
@@ -1027,7 +930,7 @@ fn otlp_logs_outage_is_bounded_retried_and_counted() {
     const LAST_RUN: u64 = 500;
     let sb = Sandbox::new("logsink-outage");
     let mut rx = Receiver::start(503);
-    let mut c = Running::start(
+    let mut c = ConfiguredCollector::start(
         &sb,
         &format!(
             "[logs.otlp]\nendpoint = \"{}\"\nbatch_size = 100\nbatch_timeout_ms = 100\n\

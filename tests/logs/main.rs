@@ -11,10 +11,9 @@
 //! - `shmtel tail --format logfmt|plain` shows log events as the collector renders them;
 //! - `min_level` and the pipeline's self-metrics on /metrics.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use shmtel_e2e::*;
@@ -60,149 +59,9 @@ fn run_writer(dir: &Path, args: &[&str]) -> Value {
 }
 
 // ----------------------------------------------------------------------------------------------
-// The collector, with a configuration file; stdout and stderr to separate files
+// Lines on the collector's stdout (a `ConfiguredCollector::start_split`: stdout and stderr to
+// separate files)
 // ----------------------------------------------------------------------------------------------
-
-struct Running {
-    guard: ChildGuard,
-    port: u16,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Running {
-    /// `shmtel collect --config FILE`, the file holding `dir`, `listen`, `state_file`, then
-    /// `extra`.
-    fn start(sb: &Sandbox, extra: &str) -> Running {
-        let stdout = sb.path("collector.out");
-        let stderr = sb.path("collector.err");
-        let mut last = String::new();
-        for attempt in 0..3 {
-            let port = free_port();
-            let config = sb.path(&format!("collector-{attempt}.toml"));
-            std::fs::write(
-                &config,
-                format!(
-                    "dir = {:?}\nlisten = \"127.0.0.1:{port}\"\nstate_file = {:?}\n{extra}\n",
-                    sb.regions(),
-                    sb.state_file()
-                ),
-            )
-            .expect("write the config");
-            let open = |p: &Path| {
-                File::options()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .expect("open an output file")
-            };
-            let mut cmd = Command::new(shmtel_bin());
-            cmd.arg("collect")
-                .arg("--config")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(open(&stdout))
-                .stderr(open(&stderr));
-            remove_shmtel_env(&mut cmd);
-            for (k, _) in std::env::vars_os() {
-                if k.to_str().is_some_and(|k| k.starts_with("OTEL_")) {
-                    cmd.env_remove(k);
-                }
-            }
-            let mut r = Running {
-                guard: ChildGuard::spawn(cmd, "shmtel collect", false),
-                port,
-                stdout: stdout.clone(),
-                stderr: stderr.clone(),
-            };
-            let start = Instant::now();
-            loop {
-                if let Some(status) = r.guard.exited() {
-                    last = r.log();
-                    if last.contains("in use") {
-                        break;
-                    }
-                    panic!("shmtel collect exited with {status}; its log:\n{last}");
-                }
-                if matches!(http_get(&r.url("/healthz"), None), Ok(h) if h.status == 200) {
-                    return r;
-                }
-                assert!(
-                    start.elapsed() < STARTUP_TIMEOUT,
-                    "shmtel collect did not become healthy; its log:\n{}",
-                    r.log()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!("shmtel collect could not bind a port in 3 attempts; last log:\n{last}");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn log(&self) -> String {
-        tail_lines(
-            &std::fs::read_to_string(&self.stderr).unwrap_or_default(),
-            60,
-        )
-    }
-
-    /// Its stdout so far, as lines.
-    fn lines(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.stdout)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// Wait until stdout has at least `n` complete lines; returns them.
-    fn wait_lines(&mut self, n: usize) -> Vec<String> {
-        poll(
-            &format!("{n} lines on the collector's stdout"),
-            SETTLE_TIMEOUT,
-            Duration::from_millis(100),
-            || {
-                if let Some(s) = self.guard.exited() {
-                    panic!("the collector exited with {s}; its log:\n{}", self.log());
-                }
-                let text = std::fs::read_to_string(&self.stdout).unwrap_or_default();
-                let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-                let lines: Vec<String> = complete.lines().map(str::to_owned).collect();
-                if lines.len() >= n {
-                    Ok(lines)
-                } else {
-                    Err(format!(
-                        "{} lines so far:\n{}",
-                        lines.len(),
-                        tail_lines(complete, 10)
-                    ))
-                }
-            },
-        )
-    }
-
-    fn scrape(&mut self) -> Metrics {
-        if let Some(s) = self.guard.exited() {
-            panic!("the collector exited with {s}; its log:\n{}", self.log());
-        }
-        let r = http_get(&self.url("/metrics"), None).expect("GET /metrics");
-        Metrics::parse(&r.body).expect("parse /metrics")
-    }
-
-    /// SIGTERM and wait (the sinks flush).
-    fn terminate(mut self) {
-        self.guard.signal(libc::SIGTERM);
-        if self.guard.wait(EXIT_TIMEOUT).is_none() {
-            panic!(
-                "the collector did not exit after SIGTERM; its log:\n{}",
-                self.log()
-            );
-        }
-    }
-}
 
 fn parse_line(line: &str) -> Value {
     let v: Value = serde_json::from_str(line)
@@ -457,7 +316,8 @@ fn check_event(schema: &str, line: &Value, ev: &Value, pid: u64) {
 
 fn schema_round_trip(schema: &str) {
     let sb = Sandbox::new(&format!("logs-schema-{schema}"));
-    let mut c = Running::start(&sb, &format!("[logs]\nschema = \"{schema}\"\n"));
+    let mut c =
+        ConfiguredCollector::start_split(&sb, &format!("[logs]\nschema = \"{schema}\"\n"), &[]);
     let written = run_writer(&sb.regions(), &["schema"]);
     let events = written["events"].as_array().unwrap();
     let pid = written["pid"].as_u64().unwrap();
@@ -501,7 +361,7 @@ fn schema_otel() {
 fn lines_of_all_threads_come_out_in_time_order() {
     const N: usize = 40_000;
     let sb = Sandbox::new("logs-order");
-    let mut c = Running::start(&sb, "[logs]\nreorder_window_ms = 500\n");
+    let mut c = ConfiguredCollector::start_split(&sb, "[logs]\nreorder_window_ms = 500\n", &[]);
     let written = run_writer(&sb.regions(), &["load", &N.to_string(), "4"]);
     assert_eq!(written["dropped"], 0, "{written}");
     let lines = c.wait_lines(N);
@@ -552,9 +412,10 @@ fn lines_of_all_threads_come_out_in_time_order() {
 fn pii_reaches_no_sink() {
     let sb = Sandbox::new("logs-pii");
     let spans = sb.path("spans.jsonl");
-    let mut c = Running::start(
+    let mut c = ConfiguredCollector::start_split(
         &sb,
         &format!("[redaction]\n[export.jsonl]\npath = {spans:?}\nbatch_timeout_ms = 50\n"),
+        &[],
     );
     let written = run_writer(&sb.regions(), &["pii"]);
     let n = written["written"].as_u64().unwrap() as usize;
@@ -702,7 +563,7 @@ fn tail_shows_logfmt_and_plain_lines() {
 #[test]
 fn min_level_filters_and_the_pipeline_reports_itself() {
     let sb = Sandbox::new("logs-level");
-    let mut c = Running::start(&sb, "[logs]\nmin_level = \"warn\"\n");
+    let mut c = ConfiguredCollector::start_split(&sb, "[logs]\nmin_level = \"warn\"\n", &[]);
     let written = run_writer(&sb.regions(), &["schema"]);
     let events = written["events"].as_array().unwrap();
     let kept: Vec<&Value> = events

@@ -18,17 +18,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shmtel_core::{Span, SpanContext, SpanKind, SpanStatus, Symbol, Value};
-use shmtel_e2e::{
-    free_port, http_get, poll, remove_shmtel_env, shmtel_bin, tail_lines, ChildGuard, Metrics,
-    Sandbox, EXIT_TIMEOUT, SETTLE_TIMEOUT, STARTUP_TIMEOUT,
-};
+use shmtel_e2e::{poll, tail_lines, ConfiguredCollector, Metrics, Sandbox, SETTLE_TIMEOUT};
 
 const SERVICE: &str = "tailtest";
 const RATIO: f64 = 0.2;
@@ -43,99 +38,6 @@ const SLOW_EVERY: usize = 100;
 const PER_BATCH: usize = 10;
 /// The decision must reach the exporter this soon after the root ends.
 const DECISION_BOUND: Duration = Duration::from_secs(1);
-
-/// A running `shmtel collect --config FILE`, killed on drop.
-struct Collector {
-    guard: ChildGuard,
-    port: u16,
-    log_path: std::path::PathBuf,
-}
-
-impl Collector {
-    fn start(sb: &Sandbox, config: &Path) -> Collector {
-        let log_path = sb.path("collector.log");
-        for _attempt in 0..3 {
-            let port = free_port();
-            let log = File::options()
-                .create(true)
-                .append(true)
-                .open(&log_path)
-                .expect("open the collector log");
-            let mut cmd = Command::new(shmtel_bin());
-            cmd.arg("collect")
-                .arg("--dir")
-                .arg(sb.regions())
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--state-file")
-                .arg(sb.state_file())
-                .arg("--config")
-                .arg(config)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("dup log"))
-                .stderr(log);
-            remove_shmtel_env(&mut cmd);
-            for (k, _) in std::env::vars_os() {
-                if k.to_str().is_some_and(|k| k.starts_with("OTEL_")) {
-                    cmd.env_remove(k);
-                }
-            }
-            let mut c = Collector {
-                guard: ChildGuard::spawn(cmd, "shmtel collect", false),
-                port,
-                log_path: log_path.clone(),
-            };
-            let start = Instant::now();
-            loop {
-                if let Some(status) = c.guard.exited() {
-                    let log = c.log();
-                    if log.contains("in use") {
-                        break;
-                    }
-                    panic!("shmtel collect exited with {status}; its log:\n{log}");
-                }
-                match http_get(&c.url("/healthz"), None) {
-                    Ok(r) if r.status == 200 => return c,
-                    _ if start.elapsed() > STARTUP_TIMEOUT => {
-                        panic!("shmtel collect is not healthy; its log:\n{}", c.log())
-                    }
-                    _ => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-        }
-        panic!("shmtel collect could not bind a port in 3 attempts");
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    fn metrics(&mut self, accept: Option<&str>) -> String {
-        if let Some(status) = self.guard.exited() {
-            panic!(
-                "the collector exited with {status}; its log:\n{}",
-                self.log()
-            );
-        }
-        let r = http_get(&self.url("/metrics"), accept).expect("GET /metrics");
-        assert_eq!(r.status, 200, "{}", r.body);
-        r.body
-    }
-
-    fn terminate(mut self) {
-        self.guard.signal(libc::SIGTERM);
-        let status = self.guard.wait(EXIT_TIMEOUT);
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "the collector did not exit cleanly ({status:?}); its log:\n{}",
-            tail_lines(&self.log(), 60)
-        );
-    }
-}
 
 /// What the workload wrote about one trace.
 #[derive(Debug, Default)]
@@ -350,20 +252,15 @@ fn span_metric_labels<'a>(
 fn tail_sampling_keeps_error_slow_and_ratio_traces_and_span_metrics_count_everything() {
     let sb = Sandbox::new("tail");
     let out = sb.path("spans.jsonl");
-    let config = sb.path("collector.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[export.jsonl]\npath = {out:?}\n\n\
-             [traces.tail_sampling]\nenabled = true\nratio = {RATIO}\n\
-             latency_threshold_ms = {LATENCY_THRESHOLD_MS}\ndecision_grace_ms = 500\n\
-             decision_wait_ms = 5000\n\n\
-             [traces.spanmetrics]\nenabled = true\n",
-            out = out.display().to_string()
-        ),
-    )
-    .expect("write the config");
-    let mut collector = Collector::start(&sb, &config);
+    let config = format!(
+        "[export.jsonl]\npath = {out:?}\n\n\
+         [traces.tail_sampling]\nenabled = true\nratio = {RATIO}\n\
+         latency_threshold_ms = {LATENCY_THRESHOLD_MS}\ndecision_grace_ms = 500\n\
+         decision_wait_ms = 5000\n\n\
+         [traces.spanmetrics]\nenabled = true\n",
+        out = out.display().to_string()
+    );
+    let mut collector = ConfiguredCollector::start(&sb, &config, &[]);
     let follower = Follower::start(out.clone());
 
     shmtel_core::init(shmtel_core::Config {
@@ -429,7 +326,15 @@ fn tail_sampling_keeps_error_slow_and_ratio_traces_and_span_metrics_count_everyt
     std::thread::sleep(Duration::from_millis(1500));
     let metrics_text = collector.metrics(None);
     let openmetrics = collector.metrics(Some("application/openmetrics-text; version=1.0.0"));
-    collector.terminate();
+    let status = collector.terminate();
+    assert!(
+        status.success(),
+        "the collector did not exit cleanly ({status}); its log:\n{}",
+        tail_lines(
+            &std::fs::read_to_string(sb.path("collector.log")).unwrap_or_default(),
+            60
+        )
+    );
     let exported = follower.finish();
 
     // Each span exactly once, and only spans of this workload.

@@ -99,61 +99,17 @@ impl OtelEnv {
     /// Read the variables through `get` (`std::env::var` in the daemon, a map in tests).
     pub fn read(get: impl Fn(&str) -> Option<String>) -> Result<OtelEnv, String> {
         let logs = SignalEnv::read("LOGS", &get)?;
+        let traces = SignalEnv::read("TRACES", &get)?;
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        let either = |specific: &str, general: &str| {
-            get(specific)
-                .map(|v| (specific.to_owned(), v))
-                .or_else(|| get(general).map(|v| (general.to_owned(), v)))
-        };
-        let traces_endpoint = match get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-            Some(e) => Some(e.trim().to_owned()),
-            None => get("OTEL_EXPORTER_OTLP_ENDPOINT").map(|base| traces_url(base.trim())),
-        };
-        let mut headers = Vec::new();
-        for k in [
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-        ] {
-            if let Some(v) = get(k) {
-                for (name, value) in parse_pairs(&v).map_err(|e| format!("{k}: {e}"))? {
-                    headers.retain(|(n, _): &(String, String)| !n.eq_ignore_ascii_case(&name));
-                    headers.push((name, value));
-                }
-            }
-        }
-        let compression = match either(
-            "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-            "OTEL_EXPORTER_OTLP_COMPRESSION",
-        ) {
-            Some((k, v)) => Some(match v.trim() {
-                "gzip" => Compression::Gzip,
-                "none" => Compression::None,
-                other => return Err(format!("{k}: {other:?} is not gzip or none")),
-            }),
-            None => None,
-        };
-        let timeout_ms = match either(
-            "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
-            "OTEL_EXPORTER_OTLP_TIMEOUT",
-        ) {
-            Some((k, v)) => Some(
-                v.trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|&t| t > 0)
-                    .ok_or_else(|| format!("{k}: {v:?} is not a positive number of ms"))?,
-            ),
-            None => None,
-        };
         let resource_attributes = match get("OTEL_RESOURCE_ATTRIBUTES") {
             Some(v) => parse_pairs(&v).map_err(|e| format!("OTEL_RESOURCE_ATTRIBUTES: {e}"))?,
             None => Vec::new(),
         };
         Ok(OtelEnv {
-            traces_endpoint,
-            headers,
-            compression,
-            timeout_ms,
+            traces_endpoint: traces.endpoint,
+            headers: traces.headers,
+            compression: traces.compression,
+            timeout_ms: traces.timeout_ms,
             service_name: get("OTEL_SERVICE_NAME").map(|s| s.trim().to_owned()),
             resource_attributes,
             logs,

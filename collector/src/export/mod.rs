@@ -237,13 +237,15 @@ impl Default for JsonlConfig {
 }
 
 /// The checks every exporter's batching keys share.
-fn check_batching(
-    section: &str,
+/// Batching keys of a section (`prefix`, e.g. `export.otlp` or `logs.file`); errors are
+/// (key, message).
+pub(crate) fn check_batching(
+    prefix: &str,
     batch_size: usize,
     batch_timeout_ms: u64,
     queue_size: usize,
 ) -> Result<(), (String, String)> {
-    let err = |k: &str, m: String| Err((format!("export.{section}.{k}"), m));
+    let err = |k: &str, m: String| Err((format!("{prefix}.{k}"), m));
     if batch_size == 0 {
         return err("batch_size", "must be at least 1".into());
     }
@@ -259,23 +261,31 @@ fn check_batching(
     Ok(())
 }
 
-fn check_retry(
-    section: &str,
+/// The retry backoff keys of a section (`prefix`): the first delay at least 1 ms and at most
+/// the longest.
+pub(crate) fn check_backoff(prefix: &str, initial: u64, max: u64) -> Result<(), (String, String)> {
+    if initial == 0 || max < initial {
+        return Err((
+            format!("{prefix}.retry_initial_backoff_ms"),
+            format!("must be at least 1 and at most retry_max_backoff_ms ({max})"),
+        ));
+    }
+    Ok(())
+}
+
+/// The request keys of an HTTP section (`prefix`): timeout, retry backoff, headers.
+pub(crate) fn check_retry(
+    prefix: &str,
     timeout_ms: u64,
     initial: u64,
     max: u64,
     headers: &BTreeMap<String, String>,
 ) -> Result<(), (String, String)> {
-    let key = |k: &str| format!("export.{section}.{k}");
+    let key = |k: &str| format!("{prefix}.{k}");
     if timeout_ms == 0 {
         return Err((key("timeout_ms"), "must be at least 1".into()));
     }
-    if initial == 0 || max < initial {
-        return Err((
-            key("retry_initial_backoff_ms"),
-            format!("must be at least 1 and at most retry_max_backoff_ms ({max})"),
-        ));
-    }
+    check_backoff(prefix, initial, max)?;
     for (k, v) in headers {
         if ureq::http::HeaderName::from_bytes(k.as_bytes()).is_err()
             || ureq::http::HeaderValue::from_str(v).is_err()
@@ -307,13 +317,13 @@ impl OtlpConfig {
 
     fn validate(&self) -> Result<(), (String, String)> {
         check_batching(
-            "otlp",
+            "export.otlp",
             self.batch_size,
             self.batch_timeout_ms,
             self.queue_size,
         )?;
         check_retry(
-            "otlp",
+            "export.otlp",
             self.timeout_ms,
             self.retry_initial_backoff_ms,
             self.retry_max_backoff_ms,
@@ -342,13 +352,13 @@ impl ZipkinConfig {
 
     fn validate(&self) -> Result<(), (String, String)> {
         check_batching(
-            "zipkin",
+            "export.zipkin",
             self.batch_size,
             self.batch_timeout_ms,
             self.queue_size,
         )?;
         check_retry(
-            "zipkin",
+            "export.zipkin",
             self.timeout_ms,
             self.retry_initial_backoff_ms,
             self.retry_max_backoff_ms,
@@ -380,7 +390,7 @@ impl JsonlConfig {
             ));
         }
         check_batching(
-            "jsonl",
+            "export.jsonl",
             self.batch_size,
             self.batch_timeout_ms,
             self.queue_size,

@@ -24,7 +24,7 @@ use shmtel_core::layout::{span_status, SPAN_FLAG_REMOTE_PARENT, SPAN_FLAG_SAMPLE
 
 use super::resource::ResourceInfo;
 use super::sender::Encoder;
-use crate::sinks::{LinkData, OwnedValue, SpanData};
+use crate::sinks::{LinkData, Origin, OwnedValue, SpanData};
 
 /// The instrumentation scope of every exported span.
 pub const SCOPE_NAME: &str = "shmtel";
@@ -34,6 +34,53 @@ pub const STATUS_DESCRIPTION: &str = "otel.status_description";
 pub const FLAG_HAS_IS_REMOTE: u32 = 0x100;
 /// `SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK`.
 pub const FLAG_IS_REMOTE: u32 = 0x200;
+
+/// `shmtel`'s instrumentation scope (name and version), on every scope message.
+pub(crate) fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: SCOPE_NAME.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        ..Default::default()
+    }
+}
+
+/// The OTLP resource of what `origin` wrote ([`ResourceInfo::attributes`]).
+pub(crate) fn resource(info: &ResourceInfo, origin: &Origin) -> Resource {
+    Resource {
+        attributes: key_values(info.attributes(origin)),
+        ..Default::default()
+    }
+}
+
+/// `items` grouped by the writer they came from (service and pid), the groups in the order of
+/// their first item: `new_group` makes the message for a writer's first item, `push` adds
+/// each item to its writer's message. Batches hold few distinct writers, so a linear search
+/// finds a group again.
+pub(crate) fn group_by_origin<T, G>(
+    items: Vec<T>,
+    origin: impl Fn(&T) -> &Origin,
+    mut new_group: impl FnMut(&Origin) -> G,
+    mut push: impl FnMut(&mut G, T),
+) -> Vec<G> {
+    let mut groups: Vec<G> = Vec::new();
+    let mut keys: Vec<(String, u32)> = Vec::new();
+    for item in items {
+        let o = origin(&item);
+        let i = match keys
+            .iter()
+            .position(|(svc, pid)| *pid == o.pid && *svc == o.service)
+        {
+            Some(i) => i,
+            None => {
+                keys.push((o.service.clone(), o.pid));
+                groups.push(new_group(o));
+                groups.len() - 1
+            }
+        };
+        push(&mut groups[i], item);
+    }
+    groups
+}
 
 /// Encodes batches as protobuf `ExportTraceServiceRequest`s.
 pub struct OtlpEncoder {
@@ -48,37 +95,19 @@ impl OtlpEncoder {
 
     /// The request for `spans`.
     pub fn request(&self, spans: Vec<SpanData>) -> ExportTraceServiceRequest {
-        let mut groups: Vec<ResourceSpans> = Vec::new();
-        // (service, pid) of each group, to find it again; batches hold few distinct writers.
-        let mut keys: Vec<(String, u32)> = Vec::new();
-        for s in spans {
-            let i = match keys
-                .iter()
-                .position(|(svc, pid)| *pid == s.origin.pid && *svc == s.origin.service)
-            {
-                Some(i) => i,
-                None => {
-                    keys.push((s.origin.service.clone(), s.origin.pid));
-                    groups.push(ResourceSpans {
-                        resource: Some(Resource {
-                            attributes: key_values(self.resource.attributes(&s.origin)),
-                            ..Default::default()
-                        }),
-                        scope_spans: vec![ScopeSpans {
-                            scope: Some(InstrumentationScope {
-                                name: SCOPE_NAME.to_owned(),
-                                version: env!("CARGO_PKG_VERSION").to_owned(),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        }],
-                        ..Default::default()
-                    });
-                    groups.len() - 1
-                }
-            };
-            groups[i].scope_spans[0].spans.push(span_message(s));
-        }
+        let groups = group_by_origin(
+            spans,
+            |s| &s.origin,
+            |origin| ResourceSpans {
+                resource: Some(resource(&self.resource, origin)),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(scope()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            |g: &mut ResourceSpans, s| g.scope_spans[0].spans.push(span_message(s)),
+        );
         ExportTraceServiceRequest {
             resource_spans: groups,
         }

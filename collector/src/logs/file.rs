@@ -61,6 +61,7 @@ use file_rotate::{ContentLimit, FileRotate};
 use serde::Deserialize;
 
 use super::render::{Format, Renderer};
+use crate::export::check_batching;
 use crate::export::sender::{BatchSettings, BatchSink, Outcome, Transport};
 use crate::export::stats::ExporterStats;
 use crate::sinks::LogSink;
@@ -109,30 +110,6 @@ impl Default for FileConfig {
             queue_size: 65_536,
         }
     }
-}
-
-/// The checks the batching keys of every log sink share; `prefix` is the section's key
-/// (`logs.file[0]`).
-pub(crate) fn check_batching(
-    prefix: &str,
-    batch_size: usize,
-    batch_timeout_ms: u64,
-    queue_size: usize,
-) -> Result<(), (String, String)> {
-    let err = |k: &str, m: String| Err((format!("{prefix}.{k}"), m));
-    if batch_size == 0 {
-        return err("batch_size", "must be at least 1".into());
-    }
-    if batch_timeout_ms == 0 {
-        return err("batch_timeout_ms", "must be at least 1".into());
-    }
-    if queue_size < batch_size {
-        return err(
-            "queue_size",
-            format!("must be at least batch_size ({batch_size})"),
-        );
-    }
-    Ok(())
 }
 
 /// A sink name given in the configuration must be a non-empty label value.

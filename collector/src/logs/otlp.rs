@@ -56,21 +56,20 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use serde::Deserialize;
 
-use super::file::{check_batching, check_name};
+use super::file::check_name;
 use super::render::{level_name, parse_caller, severity_number};
 use crate::export::env::OtelEnv;
 use crate::export::http::{check_url, HttpTransport};
-use crate::export::otlp::{key_values, SCOPE_NAME};
+use crate::export::otlp::{group_by_origin, key_values, resource, scope};
 use crate::export::resource::ResourceInfo;
 use crate::export::sender::{BatchSettings, BatchSink, Encoder};
 use crate::export::stats::ExporterStats;
-use crate::export::Compression;
+use crate::export::{check_batching, check_retry, Compression};
 use crate::sinks::{LogData, LogSink, OwnedValue};
 
 /// `[logs.otlp]`.
@@ -141,27 +140,13 @@ impl OtlpLogsConfig {
         let key = |k: &str| format!("{P}.{k}");
         check_name(P, &self.name)?;
         check_batching(P, self.batch_size, self.batch_timeout_ms, self.queue_size)?;
-        if self.timeout_ms == 0 {
-            return Err((key("timeout_ms"), "must be at least 1".into()));
-        }
-        if self.retry_initial_backoff_ms == 0
-            || self.retry_max_backoff_ms < self.retry_initial_backoff_ms
-        {
-            return Err((
-                key("retry_initial_backoff_ms"),
-                format!(
-                    "must be at least 1 and at most retry_max_backoff_ms ({})",
-                    self.retry_max_backoff_ms
-                ),
-            ));
-        }
-        for (k, v) in &self.headers {
-            if ureq::http::HeaderName::from_bytes(k.as_bytes()).is_err()
-                || ureq::http::HeaderValue::from_str(v).is_err()
-            {
-                return Err((key("headers"), format!("invalid header {k:?}")));
-            }
-        }
+        check_retry(
+            P,
+            self.timeout_ms,
+            self.retry_initial_backoff_ms,
+            self.retry_max_backoff_ms,
+            &self.headers,
+        )?;
         let which = if self.logs_endpoint.is_some() {
             "logs_endpoint"
         } else {
@@ -269,39 +254,19 @@ impl OtlpLogsEncoder {
 
     /// The request for `logs`, observed at `observed_ns`.
     pub fn request(&self, logs: Vec<LogData>, observed_ns: u64) -> ExportLogsServiceRequest {
-        let mut groups: Vec<ResourceLogs> = Vec::new();
-        // (service, pid) of each group, to find it again; batches hold few distinct writers.
-        let mut keys: Vec<(String, u32)> = Vec::new();
-        for l in logs {
-            let i = match keys
-                .iter()
-                .position(|(svc, pid)| *pid == l.origin.pid && *svc == l.origin.service)
-            {
-                Some(i) => i,
-                None => {
-                    keys.push((l.origin.service.clone(), l.origin.pid));
-                    groups.push(ResourceLogs {
-                        resource: Some(Resource {
-                            attributes: key_values(self.resource.attributes(&l.origin)),
-                            ..Default::default()
-                        }),
-                        scope_logs: vec![ScopeLogs {
-                            scope: Some(InstrumentationScope {
-                                name: SCOPE_NAME.to_owned(),
-                                version: env!("CARGO_PKG_VERSION").to_owned(),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        }],
-                        ..Default::default()
-                    });
-                    groups.len() - 1
-                }
-            };
-            groups[i].scope_logs[0]
-                .log_records
-                .push(log_record(l, observed_ns));
-        }
+        let groups = group_by_origin(
+            logs,
+            |l| &l.origin,
+            |origin| ResourceLogs {
+                resource: Some(resource(&self.resource, origin)),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(scope()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            |g: &mut ResourceLogs, l| g.scope_logs[0].log_records.push(log_record(l, observed_ns)),
+        );
         ExportLogsServiceRequest {
             resource_logs: groups,
         }

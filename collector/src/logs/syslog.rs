@@ -81,11 +81,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::file::{check_batching, check_name, Resume};
+use super::file::{check_name, Resume};
 use super::render::Renderer;
 use crate::export::resource::{host_name, ResourceInfo};
 use crate::export::sender::{BatchSettings, BatchSink, Encoder, Outcome, Transport};
 use crate::export::stats::ExporterStats;
+use crate::export::{check_backoff, check_batching};
 use crate::inspect::render::civil_from_days;
 use crate::sinks::{LogData, LogSink, OwnedValue};
 
@@ -315,17 +316,11 @@ impl SyslogConfig {
         if self.timeout_ms == 0 {
             return Err((key("timeout_ms"), "must be at least 1".into()));
         }
-        if self.retry_initial_backoff_ms == 0
-            || self.retry_max_backoff_ms < self.retry_initial_backoff_ms
-        {
-            return Err((
-                key("retry_initial_backoff_ms"),
-                format!(
-                    "must be at least 1 and at most retry_max_backoff_ms ({})",
-                    self.retry_max_backoff_ms
-                ),
-            ));
-        }
+        check_backoff(
+            prefix,
+            self.retry_initial_backoff_ms,
+            self.retry_max_backoff_ms,
+        )?;
         check_batching(
             prefix,
             self.batch_size,
