@@ -93,6 +93,8 @@ test-unit: deps build
 .PHONY: test-python  ## Python tests: pybind/tests (API) and tests/python (uvicorn, gunicorn, collector e2e)
 test-python: build pyenv pybuild
 	@mkdir -p $(LOG_DIR)
+	@# The hand-written stubs must match the built module (signatures, names, kinds).
+	$(VENV_PY) -m mypy.stubtest shmtel._native
 	$(VENV_PY) -m pytest pybind/tests tests/python 2>&1 | tee $(LOG_DIR)/test-python.log
 
 .PHONY: test-loom  ## Model-check the ring's memory ordering with loom (shm-core/tests/loom.rs)

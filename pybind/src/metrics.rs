@@ -921,7 +921,7 @@ numeric_method!(
 numeric_method!(
     /// `HistogramChild.observe`.
     HistogramChildObserve, HistogramChild, c"observe", "_observe", None,
-    c"observe($self, amount)\n--\n\nRecord an observation.",
+    c"observe($self, amount, exemplar=None)\n--\n\nRecord an observation.",
     |this, py, v| {
         this.record(py, v);
         Ok(())
@@ -930,7 +930,7 @@ numeric_method!(
 numeric_method!(
     /// `Histogram.observe` (unlabelled).
     HistogramObserve, Histogram, c"observe", "_observe", None,
-    c"observe($self, amount)\n--\n\nRecord an observation (unlabelled histogram).",
+    c"observe($self, amount, exemplar=None)\n--\n\nRecord an observation (unlabelled histogram).",
     |this, py, v| {
         let c = this.child.as_ref().ok_or_else(|| missing_labels(&this.fam))?;
         c.get().record(py, v);

@@ -120,4 +120,7 @@ def test_entry_points_have_text_signatures() -> None:
     c = _native.Counter("fastcall_sig", "d", ["k"])
     assert str(inspect.signature(c.labels)) == "(*labelvalues, **labelkwargs)"
     h = _native.Histogram("fastcall_sig_h", "d")
-    assert str(inspect.signature(h.observe)) == "(amount)"
+    # exemplar= is accepted (prometheus_client's signature) and goes to the pyo3 method.
+    assert str(inspect.signature(h.observe)) == "(amount, exemplar=None)"
+    h.observe(0.5, exemplar={"trace_id": "abc"})
+    h.observe(0.5, None)
