@@ -90,6 +90,11 @@ pub fn reset_var(
     Ok(())
 }
 
+/// The correlation-id variable.
+pub fn correlation_var() -> &'static PyOnceLock<Py<PyAny>> {
+    &CORRELATION_VAR
+}
+
 /// The span-context variable.
 pub fn span_var() -> &'static PyOnceLock<Py<PyAny>> {
     &SPAN_VAR

@@ -13,6 +13,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod asgi;
 pub mod context;
 pub mod exposition;
 pub mod fastcall;
@@ -228,6 +229,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(propagation::extract_sampling, m)?)?;
     m.add_function(wrap_pyfunction!(propagation::inject, m)?)?;
     m.add_class::<span::Span>()?;
+    m.add_class::<asgi::AsgiMiddleware>()?;
+    m.add_class::<asgi::AsgiRequest>()?;
+    m.add_class::<asgi::AsgiSend>()?;
     m.add_class::<context::RemoteContext>()?;
     m.add_class::<metrics::Counter>()?;
     m.add_class::<metrics::Gauge>()?;

@@ -9,6 +9,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
+use shmtel_core::SpanContext;
+
 use crate::context::{self, Current};
 use crate::registry::{core_err, family, CoreVec, Family, Kind, Spec};
 use crate::shadow::Series;
@@ -343,6 +345,19 @@ impl HistogramChild {
         match context::current(py) {
             Current::Local(s) if s.get().context().sampled => {
                 let ctx = s.get().context();
+                self.handle
+                    .observe_with_exemplar(v, ctx.trace_id, ctx.span_id);
+            }
+            _ => self.handle.observe(v),
+        }
+        self.series.observe(v);
+    }
+
+    /// Observe with an explicit exemplar (a sampled span's ids), or none.
+    #[inline(always)]
+    pub(crate) fn record_with(&self, v: f64, exemplar: Option<SpanContext>) {
+        match exemplar {
+            Some(ctx) if ctx.sampled => {
                 self.handle
                     .observe_with_exemplar(v, ctx.trace_id, ctx.span_id);
             }

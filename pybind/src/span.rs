@@ -57,6 +57,90 @@ impl Span {
         self.ctx
     }
 
+    /// A Python object owning `core`.
+    fn wrap<'py>(
+        py: Python<'py>,
+        core: shmtel_core::Span,
+        name: &Bound<'py, PyString>,
+        parent_ctx: Option<(SpanContext, bool)>,
+    ) -> PyResult<Bound<'py, Span>> {
+        Bound::new(
+            py,
+            Span {
+                ctx: core.context(),
+                parent: parent_ctx.map(|(c, _)| c.span_id),
+                state: Mutex::new(State {
+                    core: Some(core),
+                    name: name.clone().unbind(),
+                    status_set: false,
+                    tokens: Vec::new(),
+                }),
+            },
+        )
+    }
+
+    /// Start a span of `kind` from Rust, not entered (the ASGI middleware's server span); the
+    /// parent rules of `start_span` with an explicit parent.
+    pub(crate) fn begin<'py>(
+        py: Python<'py>,
+        name: &Bound<'py, PyString>,
+        parent_ctx: Option<(SpanContext, bool)>,
+        kind: SpanKind,
+        sample_ratio: Option<f64>,
+    ) -> PyResult<Bound<'py, Span>> {
+        let mut core = core_span(symbol(name), parent_ctx, sample_ratio)?;
+        core.set_kind(kind);
+        Span::wrap(py, core, name, parent_ctx)
+    }
+
+    /// Run `f` on the core span when it is sampled and not ended (attributes written in one
+    /// go by Rust callers).
+    pub(crate) fn with_recording(&self, f: impl FnOnce(&mut shmtel_core::Span)) {
+        if !self.ctx.sampled {
+            return;
+        }
+        if let Some(core) = self.lock().core.as_mut() {
+            f(core);
+        }
+    }
+
+    /// Rename (the `update_name` of Rust callers; `sym` is `name`'s symbol).
+    pub(crate) fn rename(&self, name: &Bound<'_, PyString>, sym: Symbol) {
+        let mut st = self.lock();
+        st.name = name.clone().unbind();
+        if let Some(core) = st.core.as_mut() {
+            core.set_name(sym);
+        }
+    }
+
+    /// Set an error status unless one was set, with `description`.
+    pub(crate) fn fail(&self, description: &str) {
+        if !self.lock().status_set {
+            self.status(SpanStatus::Error, description);
+        }
+    }
+
+    /// End the span as `__exit__` does (an exception event and an error status for `error`,
+    /// else an OK status, unless a status was set), without touching the context.
+    pub(crate) fn close(&self, py: Python<'_>, error: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let status_set = self.lock().status_set;
+        match error {
+            Some(e) => {
+                self.exception(py, e)?;
+                if !status_set {
+                    self.status(SpanStatus::Error, &crate::values::display(e));
+                }
+            }
+            None => {
+                if !status_set {
+                    self.status(SpanStatus::Ok, "");
+                }
+            }
+        }
+        self.end_now();
+        Ok(())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave `State` inconsistent (plain fields).
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -191,21 +275,7 @@ pub fn start_span<'py>(
             Current::None => None,
         },
     };
-    let mut core = match parent_ctx {
-        Some((ctx, remote)) => shmtel_core::Span::start_with_parent(sym, Some(ctx), remote),
-        None => {
-            let ratio = match sample_ratio {
-                Some(r) if r.is_nan() => {
-                    return Err(PyValueError::new_err(
-                        "sample_ratio must be a number in [0, 1]",
-                    ))
-                }
-                Some(r) => r,
-                None => process_ratio(),
-            };
-            shmtel_core::Span::start_root(sym, ratio)
-        }
-    };
+    let mut core = core_span(sym, parent_ctx, sample_ratio)?;
     core.set_kind(kind);
     let ctx = core.context();
     if ctx.sampled {
@@ -236,20 +306,31 @@ pub fn start_span<'py>(
             }
         }
     }
-    let parent_id = parent_ctx.map(|(c, _)| c.span_id);
-    Bound::new(
-        py,
-        Span {
-            ctx,
-            parent: parent_id,
-            state: Mutex::new(State {
-                core: Some(core),
-                name: name.clone().unbind(),
-                status_set: false,
-                tokens: Vec::new(),
-            }),
-        },
-    )
+    Span::wrap(py, core, name, parent_ctx)
+}
+
+/// A new core span: a child of `parent_ctx` (a local or remote parent), else a root sampled at
+/// `sample_ratio` (the process's ratio when None).
+fn core_span(
+    sym: Symbol,
+    parent_ctx: Option<(SpanContext, bool)>,
+    sample_ratio: Option<f64>,
+) -> PyResult<shmtel_core::Span> {
+    Ok(match parent_ctx {
+        Some((ctx, remote)) => shmtel_core::Span::start_with_parent(sym, Some(ctx), remote),
+        None => {
+            let ratio = match sample_ratio {
+                Some(r) if r.is_nan() => {
+                    return Err(PyValueError::new_err(
+                        "sample_ratio must be a number in [0, 1]",
+                    ))
+                }
+                Some(r) => r,
+                None => process_ratio(),
+            };
+            shmtel_core::Span::start_root(sym, ratio)
+        }
+    })
 }
 
 #[pymethods]
@@ -407,24 +488,15 @@ impl Span {
         let py = slf.py();
         let this = slf.get();
         let token = this.lock().tokens.pop();
-        let status_set = this.lock().status_set;
-        match (exc_type, exc) {
-            (Some(t), e) if !t.is_none() => {
-                if let Some(e) = e.filter(|e| !e.is_none()) {
-                    this.exception(py, e)?;
-                }
-                if !status_set {
-                    let desc = e.map(crate::values::display).unwrap_or_default();
-                    this.status(SpanStatus::Error, &desc);
-                }
+        match (exc_type, exc.filter(|e| !e.is_none())) {
+            (Some(t), Some(e)) if !t.is_none() => this.close(py, Some(e))?,
+            (Some(t), None) if !t.is_none() => {
+                // An exception type without an instance: an error, nothing to describe.
+                this.fail("");
+                this.end_now();
             }
-            _ => {
-                if !status_set {
-                    this.status(SpanStatus::Ok, "");
-                }
-            }
+            _ => this.close(py, None)?,
         }
-        this.end_now();
         if let Some(token) = token {
             context::reset_var(py, context::span_var(), token.bind(py))?;
         }

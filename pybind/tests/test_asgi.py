@@ -642,3 +642,102 @@ def test_health_json_is_valid_for_head_and_get(uid: str) -> None:
     response = run(go())
     assert json.loads(response.content)["status"] == "healthy"
     assert int(response.headers["content-length"]) == len(response.content)
+
+
+# -- the native awaitable: what `await` and the event loop may do to it -----------------------------
+
+
+def test_cancelled_request_is_recorded_and_its_context_reset(regions: Regions, uid: str) -> None:
+    started = asyncio.Event()
+
+    async def hang(scope: Scope, receive: Receive, send: Send) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    app = ObservabilityMiddleware(hang, config=CONFIG)
+    route = f"/{uid}/hang"
+
+    class Hang:
+        path = route
+
+    async def go() -> None:
+        scope = {"type": "http", "method": "GET", "path": route, "headers": [], "route": Hang()}
+        task = asyncio.ensure_future(app(scope, _receive, _send))
+        await started.wait()
+        assert in_progress("GET") == 1.0
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert _native.get_correlation_id() is None and current_span() is None
+
+    run(go())
+    assert in_progress("GET") == 0.0
+    assert requests_total("GET", route, 500) == 1.0
+    assert errors_total("GET", route) == 1.0
+    assert duration_count("GET", route) == 1.0
+    (span,) = [
+        r for r in regions.records("span") if r["span_kind"] == "server" and r["name"] == f"GET {route}"
+    ]
+    assert span["status"] == "error"
+    # Cancellation is not an application error: no "Request failed" log.
+    assert not [r for r in regions.logs("Request failed") if r["fields"].get("route") == route]
+
+
+def test_awaitable_protocol_send_throw_close(uid: str) -> None:
+    route = f"/{uid}/proto"
+
+    class Proto:
+        path = route
+
+    def scope() -> dict[str, Any]:
+        return {"type": "http", "method": "GET", "path": route, "headers": [], "route": Proto()}
+
+    class Pause:
+        def __await__(self) -> Any:
+            return (yield "paused")
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> Any:
+        got = await Pause()
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        return got
+
+    # send(): the value reaches the app's await; the app's return value ends the iteration.
+    request = ObservabilityMiddleware(app, config=CONFIG)(scope(), _receive, _send).__await__()
+    assert request.send(None) == "paused"
+    assert in_progress("GET") == 1.0
+    with pytest.raises(StopIteration) as stop:
+        request.send("resumed")
+    assert stop.value.value == "resumed"
+    assert requests_total("GET", route, 201) == 1.0
+    with pytest.raises(RuntimeError, match="already awaited"):
+        request.send(None)
+
+    # throw(): an exception the app does not handle ends the request as an error.
+    request = ObservabilityMiddleware(app, config=CONFIG)(scope(), _receive, _send).__await__()
+    assert next(request) == "paused"
+    with pytest.raises(KeyError):
+        request.throw(KeyError("thrown"))
+    assert requests_total("GET", route, 500) == 1.0
+
+    # close(): the app's coroutine is closed and the request still counted once.
+    request = ObservabilityMiddleware(app, config=CONFIG)(scope(), _receive, _send).__await__()
+    assert next(request) == "paused"
+    request.close()
+    request.close()
+    assert requests_total("GET", route, 500) == 2.0
+    assert in_progress("GET") == 0.0
+
+    # Thrown into before it started: the app never runs, nothing is recorded.
+    request = ObservabilityMiddleware(app, config=CONFIG)(scope(), _receive, _send).__await__()
+    with pytest.raises(ValueError):
+        request.throw(ValueError)
+    assert requests_total("GET", route, 500) == 2.0
+
+
+def test_servers_see_an_asgi3_app() -> None:
+    import uvicorn
+
+    config = uvicorn.Config(ObservabilityMiddleware(plain_app, config=CONFIG))
+    config.load()
+    assert config.interface == "asgi3"
+    assert ObservabilityMiddleware(plain_app, config=CONFIG).app is plain_app

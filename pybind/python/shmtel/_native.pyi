@@ -7,7 +7,7 @@ live in :mod:`contextvars`, so asyncio tasks sharing a thread keep separate cont
 
 import contextvars
 import logging
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from os import PathLike
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeAlias, TypeVar, final
@@ -19,6 +19,9 @@ _Field = Any  # str, int, float, bool, None, dict/list/tuple (JSON) or anything 
 _LinkTarget: TypeAlias = "Span | RemoteContext | str"
 
 __all__ = [
+    "_AsgiMiddleware",
+    "_AsgiRequest",
+    "_AsgiSend",
     "Counter",
     "CounterChild",
     "DEFAULT_BUCKETS",
@@ -344,6 +347,52 @@ class RemoteContext:
     @property
     def sampled(self) -> bool:
         """Whether the remote trace is sampled."""
+
+# --- ASGI middleware (the native half of shmtel.asgi.ObservabilityMiddleware) ----------------
+
+@disjoint_base
+class _AsgiMiddleware:
+    """The per-request work of ``shmtel.asgi.ObservabilityMiddleware``; subclassed there, which
+    supplies ``_route_of`` and ``_serve_own`` and calls ``_configure`` from ``__init__``."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self: ...
+    def _configure(
+        self,
+        *,
+        app: Callable[..., Any],
+        tracing: bool,
+        sampling_ratio: float | None,
+        families: tuple[Any, Any, Any, Any] | None,
+        tracestate_var: contextvars.ContextVar[Any],
+        unmatched: str,
+    ) -> None:
+        """Set what the middleware records (once)."""
+    @property
+    def app(self) -> Callable[..., Any]:
+        """The wrapped ASGI app."""
+    def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Any],
+        send: Callable[[MutableMapping[str, Any]], Any],
+    ) -> Awaitable[Any]:
+        """An awaitable handling one ASGI call (an :class:`_AsgiRequest` for HTTP)."""
+
+@final
+class _AsgiRequest:
+    """One HTTP request through the middleware: an awaitable driving the app's coroutine."""
+
+    def __await__(self) -> Self: ...
+    def __next__(self) -> Any: ...
+    def send(self, value: Any) -> Any: ...
+    def throw(self, typ: Any, val: Any = None, tb: TracebackType | None = None) -> Any: ...
+    def close(self) -> None: ...
+
+@final
+class _AsgiSend:
+    """The ``send`` the app gets: adds the response headers, returns the server's awaitable."""
+
+    def __call__(self, message: MutableMapping[str, Any], /) -> Any: ...
 
 # --- propagation -----------------------------------------------------------------------------
 

@@ -26,16 +26,22 @@ index of the router's route tree built once. For other apps with a ``routes`` li
 matches the path itself (cached per method and path, bounded). A request no route matched gets
 ``<unmatched>``. Methods outside the HTTP standard ones are labelled ``_OTHER`` (OTel semconv).
 
-Cost: the metric children for each (method, route, status) are created once and kept in a dict;
-per request the middleware does one dict() of the headers, a few native calls and no regex; the
-propagation headers are parsed (in Rust) only when one is present.
+Cost: the per-request work is native (``shmtel._native._AsgiMiddleware``): ``__call__`` returns
+an awaitable written in Rust that drives the app's coroutine, and the app's ``send`` is a native
+callable that adds the headers and returns the server's own ``send`` awaitable, so the
+middleware adds no Python frame to a request. The metric children and span name of each
+(method, route, status) are made once; the propagation headers are parsed only when one is
+present. This class keeps the configuration, the route-template resolution (``_route_of``, for
+routes the native cache has not seen) and the own endpoints (``_serve_own``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
-import time
+import sys
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
@@ -53,46 +59,17 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+_native_call = _native._AsgiMiddleware.__call__
+
 UNMATCHED = "<unmatched>"
 """The ``route`` label of a request that no route matched (404s, scanners)."""
 
-_METHODS = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
-)
-_MAX_CORRELATION_ID = 128
 _MAX_PATH_CACHE = 4096
 _MAX_ROUTE_DEPTH = 16
 _METRICS_PATH = "/_metrics"
-_HEALTH_PATH = "/_health"
-
-_perf_counter = time.perf_counter
-_new_correlation_id = _native.new_correlation_id
-_set_correlation_id = _native.set_correlation_id
-_start_span = _native.start_span
-_log_error = _native.error
-_extract = _native.extract
-_extract_sampling = _native.extract_sampling
-_extract_tracestate = _native.extract_tracestate
-# The headers that may carry a caller's trace context (ASGI header names are lowercase).
-_PROPAGATION_HEADERS = frozenset(
-    {b"traceparent", b"b3", b"x-b3-traceid", b"x-b3-sampled", b"x-b3-flags", b"uber-trace-id"}
-)
 
 
-class _RouteMetrics:
-    """What one (method, route, status) needs per request, made once: the server span's name and
-    the metric children (None when metrics are off)."""
-
-    __slots__ = ("duration", "errors", "requests", "span_name")
-
-    def __init__(self, span_name: str, requests: Any, duration: Any, errors: Any) -> None:
-        self.span_name = span_name
-        self.requests = requests
-        self.duration = duration
-        self.errors = errors
-
-
-class ObservabilityMiddleware:
+class ObservabilityMiddleware(_native._AsgiMiddleware):
     """Pure ASGI middleware recording a server span, RED metrics and correlation per request.
 
     ``observability`` is an :class:`Observability` to use; without one, ``config`` (the
@@ -116,7 +93,6 @@ class ObservabilityMiddleware:
             raise TypeError(
                 f"observability must be an Observability, got {type(observability).__name__}"
             )
-        self.app = app
         self.observability = observability
         self._tracing = observability.tracing_config.enabled
         self._metrics = observability.metrics_config.enabled
@@ -146,171 +122,31 @@ class ObservabilityMiddleware:
                 "HTTP requests that ended in a 5xx status or an exception.",
                 ("method", "route"),
             )
-        self._route_metrics: dict[tuple[str, str, int], _RouteMetrics] = {}
-        self._in_progress_children: dict[str, Any] = {}
+        self._configure(
+            app=app,
+            tracing=self._tracing,
+            sampling_ratio=self._sampling_ratio,
+            families=(self._requests, self._duration, self._in_progress, self._errors)
+            if self._metrics
+            else None,
+            tracestate_var=_tracestate_var,
+            unmatched=UNMATCHED,
+        )
         # id(route) -> (route, template): the route is kept so that its id cannot be reused.
         self._templates: dict[int, tuple[object, str]] = {}
         self._path_templates: dict[tuple[str, str], str] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope["path"]
-        raw_method: str = scope["method"]
-        if (path == _METRICS_PATH or path == _HEALTH_PATH) and (
-            raw_method == "GET" or raw_method == "HEAD"
-        ):
-            await self._serve_own(path, raw_method, send)
-            return
-        method = raw_method if raw_method in _METHODS else "_OTHER"
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Handle one ASGI call: an awaitable (native; see the module docs)."""
+        return _native_call(self, scope, receive, send)
 
-        headers = dict(scope["headers"])
-        cid_raw: bytes | None = headers.get(b"x-correlation-id")
-        if cid_raw is not None and 0 < len(cid_raw) <= _MAX_CORRELATION_ID and cid_raw.isascii():
-            cid = cid_raw.decode("ascii")
-            if not cid.isprintable():
-                cid = _new_correlation_id()
-                cid_raw = cid.encode("ascii")
-        else:
-            cid = _new_correlation_id()
-            cid_raw = cid.encode("ascii")
-        cid_token = _set_correlation_id(cid)
-
-        tracestate_token = None
-        span: _native.Span | None = None
-        # The headers added to the response, built once here (the send wrapper only appends).
-        extra: list[tuple[bytes, bytes]]
-        if self._tracing:
-            parent: _native.RemoteContext | None = None
-            root_ratio: float | None = None
-            tracestate_out = None
-            if not _PROPAGATION_HEADERS.isdisjoint(headers):
-                # The raw list: a header sent twice is joined, as HTTP says (an invalid one is
-                # ignored and a new trace starts, as propagators do).
-                raw_headers = scope["headers"]
-                parent = _extract(raw_headers, sample_ratio=self._sampling_ratio)
-                if parent is None:
-                    decision = _extract_sampling(raw_headers)
-                    if decision is not None:
-                        root_ratio = 1.0 if decision else 0.0
-                elif b"tracestate" in headers:
-                    tracestate = _extract_tracestate(raw_headers)
-                    if tracestate is not None:
-                        tracestate_out = tracestate.encode("latin-1")
-                        tracestate_token = _tracestate_var.set((parent.trace_id, tracestate))
-            span = _start_span(raw_method, parent, kind="server", sample_ratio=root_ratio)
-            span.__enter__()
-            extra = [
-                (b"x-correlation-id", cid_raw),
-                (b"traceparent", span.traceparent().encode("ascii")),
-            ]
-            if tracestate_out is not None:
-                extra.append((b"tracestate", tracestate_out))
-        else:
-            extra = [(b"x-correlation-id", cid_raw)]
-
-        in_progress = None
-        if self._metrics:
-            in_progress = self._in_progress_children.get(method)
-            if in_progress is None:
-                in_progress = self._in_progress.labels(method)
-                self._in_progress_children[method] = in_progress
-            in_progress.inc()
-
-        status = 0
-
-        async def send_with_headers(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                own = message.get("headers")
-                # A new message (the app's may be reused), never the app's header list mutated.
-                message = {**message, "headers": [*own, *extra] if own else extra}
-            await send(message)
-
-        start = _perf_counter()
-        error: BaseException | None = None
-        try:
-            await self.app(scope, receive, send_with_headers)
-        except BaseException as e:
-            error = e
-            raise
-        finally:
-            duration = _perf_counter() - start
-            if error is not None or status == 0:
-                status = 500
-            matched = scope.get("route")
-            entry = self._templates.get(id(matched)) if matched is not None else None
-            if entry is not None and entry[0] is matched:
-                route = entry[1]
-            else:
-                route = self._route_of(scope, method, path)
-            if error is not None and isinstance(error, Exception):
-                _log_error(
-                    "Request failed",
-                    error_type=type(error).__name__,
-                    error_message=str(error),
-                    method=raw_method,
-                    route=route,
-                    path=path,
-                )
-            info = self._route_metrics.get((method, route, status))
-            if info is None:
-                info = self._route_info(method, route, status)
-            if in_progress is not None:
-                in_progress.dec()
-                info.requests.inc()
-                info.duration.observe(duration)
-                if status >= 500 or error is not None:
-                    info.errors.inc()
-            if span is not None:
-                # Attributes only for sampled spans (the default ratio is 0.1), all in one call at
-                # the end: a span is written when it ends, so nothing sees them earlier.
-                if span.is_recording:
-                    user_agent = headers.get(b"user-agent")
-                    span.set_attributes(
-                        {
-                            "http.request.method": raw_method,
-                            "url.path": path,
-                            "http.route": route,
-                            "http.response.status_code": status,
-                        }
-                        if user_agent is None
-                        else {
-                            "http.request.method": raw_method,
-                            "url.path": path,
-                            "user_agent.original": user_agent.decode("latin-1"),
-                            "http.route": route,
-                            "http.response.status_code": status,
-                        }
-                    )
-                    # OTel semconv: "{method} {route}" once the route template is known.
-                    if route != UNMATCHED:
-                        span.update_name(info.span_name)
-                    if status >= 500 and error is None:
-                        span.set_status("error", f"HTTP {status}")
-                if error is not None:
-                    span.__exit__(type(error), error, error.__traceback__)
-                else:
-                    span.__exit__(None, None, None)
-            if tracestate_token is not None:
-                _tracestate_var.reset(tracestate_token)
-            cid_token.var.reset(cid_token)
-
-    def _route_info(self, method: str, route: str, status: int) -> _RouteMetrics:
-        span_name = f"{method if method != '_OTHER' else 'HTTP'} {route}"
-        if self._metrics:
-            info = _RouteMetrics(
-                span_name,
-                self._requests.labels(method, route, str(status)),
-                self._duration.labels(method, route),
-                self._errors.labels(method, route),
-            )
-        else:
-            info = _RouteMetrics(span_name, None, None, None)
-        self._route_metrics[(method, route, status)] = info
-        return info
+    # Servers tell ASGI 3 apps from ASGI 2 ones by `iscoroutinefunction(app.__call__)`, which a
+    # function returning an awaitable fails: mark it (uvicorn, hypercorn and gunicorn's uvicorn
+    # worker read the 3.11 `asyncio` marker or 3.12's `inspect` one).
+    if sys.version_info >= (3, 12):
+        __call__ = inspect.markcoroutinefunction(__call__)
+    else:
+        __call__._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
 
     # -- route templates ---------------------------------------------------------------------------
 
@@ -449,5 +285,12 @@ def setup_observability(app: Any, config: Mapping[str, Any] | None = None) -> Ob
             f"{type(app).__name__}; wrap other ASGI apps as ObservabilityMiddleware(app, config=...)"
         )
     observability = Observability.from_dict(config)
-    add_middleware(ObservabilityMiddleware, observability=observability)
+    add_middleware(_StackedObservabilityMiddleware, observability=observability)
     return observability
+
+
+class _StackedObservabilityMiddleware(ObservabilityMiddleware):
+    """The middleware inside a Starlette middleware stack, where nobody inspects ``__call__``:
+    the native slot is called directly, without the Python frame of the marked ``__call__``."""
+
+    __call__ = _native._AsgiMiddleware.__call__
