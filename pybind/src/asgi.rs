@@ -97,8 +97,11 @@ struct Setup {
     keys: Keys,
 }
 
-/// The metric children and span name of one (route template, method, status).
+/// What a finished request of one (route template, method, status) records with.
 struct Entry {
+    route_text: String,
+    /// A route matched (the template is not `<unmatched>`): the span is renamed.
+    matched: bool,
     span_name: Py<PyString>,
     span_sym: Symbol,
     requests: Option<Py<CounterChild>>,
@@ -106,14 +109,46 @@ struct Entry {
     errors: Option<Py<CounterChild>>,
 }
 
+/// A hasher for the small integer keys of the per-request lookup (SipHash costs more than the
+/// rest of the lookup; the keys are addresses and small numbers, not attacker-chosen strings).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u16(&mut self, v: u16) {
+        self.write_u64(u64::from(v));
+    }
+}
+
+type Fast = std::hash::BuildHasherDefault<KeyHasher>;
+
+/// (route object address, method index, status).
+type RouteKey = (usize, u8, u16);
+
 #[derive(Default)]
 struct Caches {
-    /// Route object address -> (the object, kept so the address cannot be reused; template id).
-    routes: HashMap<usize, (Py<PyAny>, u32)>,
-    /// Template text -> id, and id -> template.
-    template_ids: HashMap<String, u32>,
-    templates: Vec<Py<PyString>>,
-    entries: HashMap<(u32, u8, u16), Arc<Entry>>,
+    /// (route object address, method, status) -> (the route object, kept so that its address
+    /// cannot be reused, and the entry): the lookup of every request Starlette routed.
+    by_route: HashMap<RouteKey, (Py<PyAny>, Arc<Entry>), Fast>,
+    /// (template, method, status) -> entry: the entries themselves.
+    by_template: HashMap<(String, u8, u16), Arc<Entry>>,
     in_progress: [Option<Py<GaugeChild>>; OTHER + 1],
 }
 
@@ -158,59 +193,45 @@ impl AsgiMiddleware {
         Ok(child)
     }
 
-    /// The id of a template string.
-    fn template_id(&self, template: &Bound<'_, PyString>) -> u32 {
-        let text = template.to_string_lossy();
-        let mut c = self.caches();
-        if let Some(id) = c.template_ids.get(text.as_ref()) {
-            return *id;
-        }
-        let id = c.templates.len() as u32;
-        c.templates.push(template.clone().unbind());
-        c.template_ids.insert(text.into_owned(), id);
-        id
-    }
-
-    /// The route template's id for a finished request.
-    fn route_id(
+    /// The entry of a finished request: from the route object Starlette left in the scope, else
+    /// through the subclass's `_route_of`.
+    fn entry_of(
         slf: &Bound<'_, Self>,
+        setup: &Setup,
         scope: &Bound<'_, PyDict>,
-        method: &Bound<'_, PyString>,
+        method_idx: usize,
+        status: u16,
         path: &Bound<'_, PyAny>,
-    ) -> PyResult<u32> {
+    ) -> PyResult<Arc<Entry>> {
         let py = slf.py();
         let this = slf.get();
-        let route = scope.get_item(intern!(py, "route"))?;
-        if let Some(r) = route.as_ref().filter(|r| !r.is_none()) {
-            let addr = r.as_ptr() as usize;
-            if let Some((obj, id)) = this.caches().routes.get(&addr) {
+        let route = scope
+            .get_item(intern!(py, "route"))?
+            .filter(|r| !r.is_none());
+        let key = route
+            .as_ref()
+            .map(|r| (r.as_ptr() as usize, method_idx as u8, status));
+        if let (Some(key), Some(r)) = (key, &route) {
+            if let Some((obj, entry)) = this.caches().by_route.get(&key) {
                 if obj.as_ptr() == r.as_ptr() {
-                    return Ok(*id);
+                    return Ok(Arc::clone(entry));
                 }
             }
-            let template = Self::resolve(slf, scope, method, path)?;
-            let id = this.template_id(&template);
-            let mut c = this.caches();
-            if c.routes.len() >= MAX_ROUTES {
-                c.routes.clear();
-            }
-            c.routes.insert(addr, (r.clone().unbind(), id));
-            return Ok(id);
         }
-        let template = Self::resolve(slf, scope, method, path)?;
-        Ok(this.template_id(&template))
-    }
-
-    /// The subclass's `_route_of(scope, method, path)`.
-    fn resolve<'py>(
-        slf: &Bound<'py, Self>,
-        scope: &Bound<'py, PyDict>,
-        method: &Bound<'py, PyString>,
-        path: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyString>> {
-        let t = slf.call_method1(intern!(slf.py(), "_route_of"), (scope, method, path))?;
-        t.cast_into::<PyString>()
-            .map_err(|_| PyTypeError::new_err("_route_of must return a str"))
+        let method = method_str(py, method_idx);
+        let template = slf
+            .call_method1(intern!(py, "_route_of"), (scope, &method, path))?
+            .cast_into::<PyString>()
+            .map_err(|_| PyTypeError::new_err("_route_of must return a str"))?;
+        let entry = this.entry(py, setup, &template, method_idx, status)?;
+        if let (Some(key), Some(r)) = (key, route) {
+            let mut c = this.caches();
+            if c.by_route.len() >= MAX_ROUTES {
+                c.by_route.clear();
+            }
+            c.by_route.insert(key, (r.unbind(), Arc::clone(&entry)));
+        }
+        Ok(entry)
     }
 
     /// The entry of (template, method, status), made on first use.
@@ -218,58 +239,60 @@ impl AsgiMiddleware {
         &self,
         py: Python<'_>,
         setup: &Setup,
-        template: u32,
+        route: &Bound<'_, PyString>,
         method_idx: usize,
         status: u16,
     ) -> PyResult<Arc<Entry>> {
-        let key = (template, method_idx as u8, status);
-        let route = {
-            let c = self.caches();
-            if let Some(e) = c.entries.get(&key) {
-                return Ok(Arc::clone(e));
-            }
-            c.templates[template as usize].clone_ref(py)
-        };
-        let route = route.bind(py);
-        let method = method_str(py, method_idx);
-        let span_name = PyString::new(
-            py,
-            &format!(
-                "{} {}",
-                if method_idx == OTHER {
-                    "HTTP"
-                } else {
-                    METHODS[method_idx]
-                },
-                route.to_string_lossy()
-            ),
+        let key = (
+            route.to_string_lossy().into_owned(),
+            method_idx as u8,
+            status,
         );
+        if let Some(e) = self.caches().by_template.get(&key) {
+            return Ok(Arc::clone(e));
+        }
+        let route_text = key.0.clone();
+        let method = method_str(py, method_idx);
+        let label = if method_idx == OTHER {
+            "HTTP"
+        } else {
+            METHODS[method_idx]
+        };
+        let span_name = PyString::new(py, &format!("{label} {route_text}"));
         let (requests, duration, errors) = match &setup.families {
             Some(f) => {
+                let labels = intern!(py, "labels");
                 let status_text = status.to_string();
                 let requests = f
                     .requests
                     .bind(py)
-                    .call_method1(intern!(py, "labels"), (&method, route, status_text))?
+                    .call_method1(labels, (&method, route, status_text))?
                     .cast_into::<CounterChild>()?
                     .unbind();
                 let duration = f
                     .duration
                     .bind(py)
-                    .call_method1(intern!(py, "labels"), (&method, route))?
+                    .call_method1(labels, (&method, route))?
                     .cast_into::<HistogramChild>()?
                     .unbind();
                 let errors = f
                     .errors
                     .bind(py)
-                    .call_method1(intern!(py, "labels"), (&method, route))?
+                    .call_method1(labels, (&method, route))?
                     .cast_into::<CounterChild>()?
                     .unbind();
                 (Some(requests), Some(duration), Some(errors))
             }
             None => (None, None, None),
         };
+        let matched = setup
+            .unmatched
+            .bind(py)
+            .to_str()
+            .map_or(true, |u| u != route_text);
         let entry = Arc::new(Entry {
+            route_text,
+            matched,
             span_sym: symbol(&span_name),
             span_name: span_name.unbind(),
             requests,
@@ -277,10 +300,10 @@ impl AsgiMiddleware {
             errors,
         });
         let mut c = self.caches();
-        if c.entries.len() >= MAX_ENTRIES {
-            c.entries.clear();
+        if c.by_template.len() >= MAX_ENTRIES {
+            c.by_template.clear();
         }
-        Ok(Arc::clone(c.entries.entry(key).or_insert(entry)))
+        Ok(Arc::clone(c.by_template.entry(key).or_insert(entry)))
     }
 }
 
@@ -650,7 +673,8 @@ impl AsgiRequest {
         }
     }
 
-    /// Step the app's coroutine; its return or error ends the request.
+    /// Step the app's coroutine; its return or error ends the request. `Ok(None)`: it returned
+    /// None.
     fn step(&mut self, py: Python<'_>, resume: Resume<'_>) -> PyResult<Option<Py<PyAny>>> {
         if self.done {
             return match resume {
@@ -688,7 +712,13 @@ impl AsgiRequest {
             Ok(Step::Yield(v)) => Ok(Some(v.unbind())),
             Ok(Step::Return(v)) => {
                 self.finish(py, None)?;
-                Err(PyStopIteration::new_err((v.unbind(),)))
+                if v.is_none() {
+                    // Exhausted with None: `tp_iternext` returns NULL with no exception set,
+                    // which spares creating a StopIteration (ASGI apps return None).
+                    Ok(None)
+                } else {
+                    Err(PyStopIteration::new_err((v.unbind(),)))
+                }
             }
             Err(e) => {
                 let fin = self.finish(py, Some(&e));
@@ -716,22 +746,20 @@ impl AsgiRequest {
             status = 500;
         }
         let scope = self.scope.bind(py);
-        let method = method_str(py, self.method_idx);
         let path = self.path.bind(py);
         let raw_method = self.raw_method.bind(py);
         let mut result = Ok(());
-        let template_id = match AsgiMiddleware::route_id(mw_obj, scope, &method, path) {
-            Ok(id) => Some(id),
-            Err(e) => {
-                result = Err(e);
-                None
-            }
-        };
-        let template = template_id
-            .map(|id| mw.caches().templates[id as usize].clone_ref(py))
-            .unwrap_or_else(|| setup.unmatched.clone_ref(py));
-        let template = template.bind(py);
-        let route_text = template.to_string_lossy();
+        let entry =
+            match AsgiMiddleware::entry_of(mw_obj, setup, scope, self.method_idx, status, path) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    result = Err(e);
+                    // The request is still counted, under `<unmatched>`.
+                    mw.entry(py, setup, setup.unmatched.bind(py), self.method_idx, status)
+                        .ok()
+                }
+            };
+        let route_text = entry.as_ref().map_or("", |e| e.route_text.as_str());
         let error_value = error.map(|e| e.value(py).clone().into_any());
 
         if let Some(e) = error_value
@@ -762,23 +790,13 @@ impl AsgiRequest {
                         k.method_field,
                         Value::Str(raw_method.to_str().unwrap_or("")),
                     ),
-                    (k.route_field, Value::Str(&route_text)),
+                    (k.route_field, Value::Str(route_text)),
                     (k.path_field, Value::Str(&path_text)),
                 ],
                 caller,
             );
         }
 
-        let entry = match template_id {
-            Some(id) => match mw.entry(py, setup, id, self.method_idx, status) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    result = result.and(Err(e));
-                    None
-                }
-            },
-            None => None,
-        };
         let span = live.span.as_ref().map(|s| s.bind(py).get());
         if let Some(g) = &live.in_progress {
             g.get().add(-1.0);
@@ -813,16 +831,11 @@ impl AsgiRequest {
                         .collect();
                     core.set_attribute(k.user_agent, Value::Str(&text));
                 }
-                core.set_attribute(k.route, Value::Str(&route_text));
+                core.set_attribute(k.route, Value::Str(route_text));
                 core.set_attribute(k.status, Value::I64(i64::from(status)));
             });
             if span.context().sampled {
-                let unmatched = setup
-                    .unmatched
-                    .bind(py)
-                    .to_str()
-                    .is_ok_and(|u| u == route_text);
-                if let Some(entry) = entry.as_ref().filter(|_| !unmatched) {
+                if let Some(entry) = entry.as_ref().filter(|e| e.matched) {
                     span.rename(entry.span_name.bind(py), entry.span_sym);
                 }
                 if status >= 500 && error.is_none() {
