@@ -7,6 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 use shmtel_core::{SpanContext, SpanKind, SpanStatus, Symbol};
+use smallvec::SmallVec;
 
 use crate::context::{self, Current};
 use crate::propagation::{format_traceparent, parse_traceparent, to_hex};
@@ -39,7 +40,7 @@ struct State {
     name: Py<PyString>,
     status_set: bool,
     /// contextvars tokens of `__enter__`s not yet exited (nesting the same span is allowed).
-    tokens: Vec<Py<PyAny>>,
+    tokens: SmallVec<[Py<PyAny>; 1]>,
 }
 
 /// A span in progress.
@@ -73,7 +74,7 @@ impl Span {
                     core: Some(core),
                     name: name.clone().unbind(),
                     status_set: false,
-                    tokens: Vec::new(),
+                    tokens: SmallVec::new(),
                 }),
             },
         )
@@ -487,6 +488,28 @@ impl Span {
         let _ = tb;
         let py = slf.py();
         let this = slf.get();
+        let failed = exc_type.is_some_and(|t| !t.is_none());
+        if !failed {
+            // The common exit, under one lock: the token, an OK status unless one was set, and
+            // the core span taken out to be written.
+            let (token, core) = {
+                let mut st = this.lock();
+                if !st.status_set {
+                    st.status_set = true;
+                    if let Some(core) = st.core.as_mut() {
+                        core.set_status(SpanStatus::Ok);
+                    }
+                }
+                (st.tokens.pop(), st.core.take())
+            };
+            if let Some(core) = core {
+                core.end();
+            }
+            if let Some(token) = token {
+                context::reset_var(py, context::span_var(), token.bind(py))?;
+            }
+            return Ok(false);
+        }
         let token = this.lock().tokens.pop();
         match (exc_type, exc.filter(|e| !e.is_none())) {
             (Some(t), Some(e)) if !t.is_none() => this.close(py, Some(e))?,
@@ -568,15 +591,16 @@ fn context_of(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<(SpanContex
     }
 }
 
-/// Run `f` with `attributes` as typed values (keys interned; other key types str()'d).
+/// Run `f` with `attributes` as typed values (keys interned; other key types str()'d). Up to
+/// eight attributes are converted on the stack.
 fn with_attrs<R>(
     attributes: Option<&Bound<'_, PyDict>>,
     f: impl FnOnce(&[(Symbol, shmtel_core::Value<'_>)]) -> R,
 ) -> R {
     let mut scratch = Scratch::default();
-    let items: Vec<(Bound<'_, PyAny>, Bound<'_, PyAny>)> =
+    let items: SmallVec<[(Bound<'_, PyAny>, Bound<'_, PyAny>); 8]> =
         attributes.map(|a| a.iter().collect()).unwrap_or_default();
-    let mut pending = Vec::with_capacity(items.len());
+    let mut pending: SmallVec<[(Symbol, crate::values::Field<'_>); 8]> = SmallVec::new();
     for (k, v) in &items {
         let key = match k.cast::<PyString>() {
             Ok(k) => symbol(k),
@@ -584,7 +608,7 @@ fn with_attrs<R>(
         };
         pending.push((key, field(v, &mut scratch)));
     }
-    let values: Vec<(Symbol, shmtel_core::Value<'_>)> = pending
+    let values: SmallVec<[(Symbol, shmtel_core::Value<'_>); 8]> = pending
         .iter()
         .map(|(k, f)| (*k, scratch.value(*f)))
         .collect();
