@@ -548,7 +548,6 @@ impl AsgiRequest {
         let mw = self.middleware.bind(py).get();
         let setup = mw.setup()?;
         let scope = self.scope.bind(py);
-        let raw_method = self.raw_method.bind(py);
 
         let headers = scope.get_item(intern!(py, "headers"))?;
         let mut cid_raw: Option<Bound<'_, PyBytes>> = None;
@@ -611,7 +610,15 @@ impl AsgiRequest {
                     }
                 }
             }
-            let s = Span::begin(py, raw_method, parent, SpanKind::Server, root_ratio)?;
+            // Named by the method until the route is known: the interned label (the server's
+            // str is a new object per request, which the symbol cache would miss every time),
+            // or "HTTP" for a method outside the standard ones (OTel semconv).
+            let name = if self.method_idx == OTHER {
+                intern!(py, "HTTP").clone()
+            } else {
+                method_str(py, self.method_idx)
+            };
+            let s = Span::begin(py, &name, parent, SpanKind::Server, root_ratio)?;
             span_token = Some(context::set_var(py, context::span_var(), s.as_any())?.unbind());
             let tp = propagation::format_traceparent(&s.get().context());
             extra.push(
