@@ -14,11 +14,13 @@
 //! state_file = "/dev/shm/shmtel/default/.collector-state.json"  # default: <dir>/.collector-state.json
 //! dead_process_grace_ms = 1000     # a dead writer's regions are kept this long after draining
 //!
-//! [poll]                           # the drain loop's adaptive polling
-//! spin_iterations = 64             # empty polls spent spinning...
-//! yield_iterations = 16            # ...then yielding the CPU...
-//! min_sleep_ms = 1                 # ...then sleeping, doubling from min to max
-//! max_sleep_ms = 50
+//! [poll]                           # the drain loop's polling (see drain::DrainOptions)
+//! min_sleep_ms = 5                 # pause after a pass that found work (batching; skipped
+//!                                  # while a ring is over a quarter full), first idle sleep
+//! max_sleep_ms = 50                # idle sleeps double from min to max
+//! spin_iterations = 0              # empty polls spent spinning, then...
+//! yield_iterations = 0             # ...yielding, before sleeping; either > 0 also drops the
+//!                                  # pause after work: lowest latency, costs up to a core
 //! discover_interval_ms = 50        # how often the directory is rescanned for new regions
 //!
 //! [limits]
@@ -182,14 +184,20 @@ pub struct Config {
     pub file: Option<PathBuf>,
 }
 
-/// The drain loop's adaptive polling: spin, then yield, then sleep with doubling intervals.
+/// The drain loop's polling: by default a short pause after a pass that found work (none while
+/// a ring is backlogged), and sleeps doubling from `min_sleep_ms` to `max_sleep_ms` when idle;
+/// optionally spinning and yielding first, for the lowest latency (the policy and its limits are
+/// described at [`crate::drain::DrainOptions`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PollConfig {
-    /// Empty polls spent spinning before yielding (default 64).
+    /// Empty polls spent spinning before yielding (default 0). Non-zero also removes the pause
+    /// after a pass that found work.
     pub spin_iterations: u32,
-    /// Empty polls spent yielding before sleeping (default 16).
+    /// Empty polls spent yielding before sleeping (default 0). Non-zero also removes the pause
+    /// after a pass that found work.
     pub yield_iterations: u32,
-    /// First sleep after spinning and yielding, in milliseconds (default 1).
+    /// Pause after a pass that found work, and first sleep when idle, in milliseconds
+    /// (default 5; when only `max_sleep_ms` is set, and lower, it follows it down).
     pub min_sleep_ms: u64,
     /// Longest sleep between polls when idle, in milliseconds (default 50).
     pub max_sleep_ms: u64,
@@ -218,9 +226,9 @@ impl PollConfig {
 impl Default for PollConfig {
     fn default() -> Self {
         PollConfig {
-            spin_iterations: 64,
-            yield_iterations: 16,
-            min_sleep_ms: 1,
+            spin_iterations: 0,
+            yield_iterations: 0,
+            min_sleep_ms: 5,
             max_sleep_ms: 50,
             discover_interval_ms: 50,
         }
@@ -581,6 +589,11 @@ impl FileConfig {
                 ));
             }
             poll.max_sleep_ms = *max.get_ref();
+            if raw.poll.min_sleep_ms.is_none() {
+                // A file that only shortens the longest sleep below the default pause means
+                // "never sleep longer than this": the default pause follows it down.
+                poll.min_sleep_ms = poll.min_sleep_ms.min(poll.max_sleep_ms);
+            }
         }
         if poll.min_sleep_ms > poll.max_sleep_ms {
             let span = raw
@@ -823,9 +836,9 @@ mod tests {
             Path::new("/dev/shm/shmtel/default/.collector-state.json")
         );
         assert_eq!(config.poll, PollConfig::default());
-        assert_eq!(config.poll.spin_iterations, 64);
-        assert_eq!(config.poll.yield_iterations, 16);
-        assert_eq!(config.poll.min_sleep(), Duration::from_millis(1));
+        assert_eq!(config.poll.spin_iterations, 0);
+        assert_eq!(config.poll.yield_iterations, 0);
+        assert_eq!(config.poll.min_sleep(), Duration::from_millis(5));
         assert_eq!(config.poll.max_sleep(), Duration::from_millis(50));
         assert_eq!(config.poll.discover_interval(), Duration::from_millis(50));
         assert_eq!(config.limits.max_series, 100_000);
@@ -853,6 +866,20 @@ mod tests {
     }
 
     #[test]
+    fn a_short_max_sleep_alone_lowers_the_default_pause() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = write_file(tmp.path(), "[poll]\nmax_sleep_ms = 2\n");
+        let config = Config::load(&parse(&["--config", file.to_str().unwrap()], &[])).unwrap();
+        assert_eq!((config.poll.min_sleep_ms, config.poll.max_sleep_ms), (2, 2));
+        let file = write_file(tmp.path(), "[poll]\nmax_sleep_ms = 20\n");
+        let config = Config::load(&parse(&["--config", file.to_str().unwrap()], &[])).unwrap();
+        assert_eq!(
+            (config.poll.min_sleep_ms, config.poll.max_sleep_ms),
+            (5, 20)
+        );
+    }
+
+    #[test]
     fn precedence_flags_over_env_over_file_over_defaults() {
         let tmp = tempfile::tempdir().unwrap();
         let file = write_file(
@@ -870,7 +897,7 @@ mod tests {
         assert_eq!(config.state_file, tmp.path().join("state.json"));
         assert_eq!(config.dead_process_grace_ms, 250);
         assert_eq!(config.poll.max_sleep_ms, 20);
-        assert_eq!(config.poll.min_sleep_ms, 1);
+        assert_eq!(config.poll.min_sleep_ms, 5);
         assert_eq!(config.file.as_deref(), Some(Path::new(file)));
 
         // Environment over file (the config file itself named by the environment too).

@@ -25,6 +25,7 @@ use shmtel_core::region::{process_alive, RegionError, RegionName};
 
 use crate::aggregate::{Aggregator, ResolveError, StoredExemplar};
 use crate::sinks::{EventData, LinkData, LogData, LogSink, Origin, OwnedValue, SpanData, SpanSink};
+use crate::traces::hash::FoldState;
 
 /// Record kinds counted in `shmtel_records_drained_total{kind}`.
 pub const RECORD_KINDS: [&str; 9] = [
@@ -89,19 +90,59 @@ pub struct SelfStats {
 }
 
 /// Tuning of the drain loop.
+///
+/// # Polling
+///
+/// The defaults suit a collector that shares cores with the processes it drains: it never
+/// spins or yields. After a pass that found work it sleeps `min_sleep` (a batching interval:
+/// the next pass finds a batch of records, not one) unless a ring is backlogged (more than a
+/// quarter of its capacity was waiting at the start of the pass, or the pass stopped at
+/// `frames_per_ring`), in which case it drains again at once until the backlog is gone. The
+/// batching pause adapts to the write rate: when a pass that followed it finds a ring more
+/// than 1/8 full, it halves (down to 0.1 ms); when it finds every ring under 1/32 full, it
+/// doubles back, up to `min_sleep`. After a pass that found nothing it sleeps too, doubling
+/// from `min_sleep` to `max_sleep`, so an idle collector wakes at most `1 / max_sleep` times a
+/// second (near-zero CPU).
+///
+/// How fast may a writer go before its ring fills? Between two looks at a ring there are at
+/// most one sleep and one pass, so at the full pause a ring of capacity `C` absorbs a write
+/// rate of about `C / min_sleep` bytes per second: with the defaults (1 MiB rings, 5 ms) about
+/// 200 MiB/s per thread, and 12.8 MiB/s with the smallest ring the writers accept (64 KiB); at
+/// `min_sleep_ms = 1`, 1 GiB/s and 64 MiB/s. A Python worker at 5,000 requests/s writes a few
+/// MB/s (a request's spans, log event and metric updates are well under a kilobyte). A faster
+/// writer shrinks the pause (above) until a pause fills an eighth of its ring: at 0.1 ms that
+/// is sustained rates up to ~80 MiB/s for a 64 KiB ring and ~1.3 GiB/s for 1 MiB; what must
+/// fit in the ring unadapted is a rise in rate within one pause. Once a quarter of a ring is
+/// seen waiting, the loop stops sleeping until it has caught up, so a burst only has to fit in
+/// the rest of the ring while the current sleep ends. A burst that
+/// starts while the collector is idle, asleep for up to `max_sleep`, must fit in the ring:
+/// 1 MiB per 50 ms is 20 MiB/s. A writer that outruns this loses no counter increment (they
+/// go to the overflow slots); spans and log events are dropped and counted.
+///
+/// Why 5 ms: every wake-up is a context switch on a core the workers may be using (in a VM,
+/// ~10 µs of the collector's CPU each, plus the worker's lost cache); 200 wake-ups a second
+/// under load cost ~0.2% of a core, against 1% at 1 ms, and nothing downstream needs fresher
+/// data (Prometheus scrapes every few seconds, logs wait 250 ms in the reorder window, span
+/// batches up to a second).
+///
+/// Spinning (`spin_iterations`) and yielding (`yield_iterations`) remain for those who want
+/// the lowest latency and can spare a core: when either is set, a pass that found work is
+/// followed at once by the next (a busy collector never sleeps), and an empty pass spins, then
+/// yields, then sleeps as above.
 #[derive(Clone, Debug)]
 pub struct DrainOptions {
     /// Region directory.
     pub dir: PathBuf,
     /// How often to re-scan the directory.
     pub discover_interval: Duration,
-    /// Idle passes that spin before yielding.
+    /// Empty passes that spin before yielding (default 0). Non-zero: no pause after work.
     pub spin_iterations: u32,
-    /// Idle passes that yield before sleeping.
+    /// Empty passes that yield before sleeping (default 0). Non-zero: no pause after work.
     pub yield_iterations: u32,
-    /// First sleep when idle.
+    /// Pause after a pass that found work (unless spinning or yielding is configured, or a ring
+    /// is backlogged), and the first sleep when idle (default 5 ms).
     pub min_sleep: Duration,
-    /// Longest sleep when idle.
+    /// Longest sleep when idle (default 50 ms).
     pub max_sleep: Duration,
     /// How long a dead process's regions stay before removal once drained.
     pub dead_grace: Duration,
@@ -117,16 +158,41 @@ impl DrainOptions {
         DrainOptions {
             dir,
             discover_interval: Duration::from_millis(50),
-            spin_iterations: 64,
-            yield_iterations: 16,
-            min_sleep: Duration::from_millis(1),
+            spin_iterations: 0,
+            yield_iterations: 0,
+            min_sleep: Duration::from_millis(5),
             max_sleep: Duration::from_millis(50),
             dead_grace: Duration::from_millis(0),
             max_pending_spans: 100_000,
             frames_per_ring: 65_536,
         }
     }
+
+    /// Whether empty passes spin or yield before sleeping (the low-latency mode).
+    fn busy_polling(&self) -> bool {
+        self.spin_iterations > 0 || self.yield_iterations > 0
+    }
 }
+
+/// What the drain loop does between two passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pause {
+    /// The next pass at once.
+    Now,
+    /// One spin-loop hint.
+    Spin,
+    /// Yield the CPU once.
+    Yield,
+    /// Sleep.
+    Sleep(Duration),
+}
+
+/// The shortest pause after work that the adaptation goes down to (below, the backlog rule
+/// drains at once anyway).
+const MIN_BATCH_PAUSE: Duration = Duration::from_micros(100);
+
+/// A ring with more than `capacity / BACKLOG_FRACTION` bytes waiting is drained again at once.
+const BACKLOG_FRACTION: u64 = 4;
 
 /// What the collector remembers of an overflow slot.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -165,8 +231,10 @@ struct RingState {
 struct ProcState {
     pid: u32,
     start: u64,
-    service: String,
+    service: Arc<str>,
     table: Option<TableReader>,
+    /// The table's symbols as shared strings, for the spans and log events of this process.
+    names: Names,
     table_path: Option<PathBuf>,
     /// Local series id -> slab index + 1 (0: unresolved).
     local: Vec<u32>,
@@ -182,10 +250,34 @@ struct ProcState {
 
 #[derive(Default)]
 struct PendingSpan {
-    attributes: Vec<(String, OwnedValue)>,
+    attributes: Vec<(Arc<str>, OwnedValue)>,
     events: Vec<EventData>,
     links: Vec<LinkData>,
     first_seen: Option<Instant>,
+}
+
+/// Attributes, events and links waiting for their span's frame, by (pid, start, span id).
+/// Span ids are chosen by the writers, so the map uses the seeded fast hash of the span
+/// pipeline rather than SipHash (one lookup per span frame and per attribute frame).
+type PendingMap = HashMap<(u32, u64, [u8; 8]), PendingSpan, FoldState>;
+
+/// The pending entry of `key`, created (first seen `now`) unless `max_pending` spans are
+/// already pending: then None (the caller counts the overflow). One hash lookup.
+fn pending_slot(
+    pending: &mut PendingMap,
+    key: (u32, u64, [u8; 8]),
+    max_pending: usize,
+    now: Instant,
+) -> Option<&mut PendingSpan> {
+    let full = pending.len() >= max_pending;
+    match pending.entry(key) {
+        std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+        std::collections::hash_map::Entry::Vacant(_) if full => None,
+        std::collections::hash_map::Entry::Vacant(e) => Some(e.insert(PendingSpan {
+            first_seen: Some(now),
+            ..PendingSpan::default()
+        })),
+    }
 }
 
 /// The drain side of the collector.
@@ -196,13 +288,26 @@ pub struct Drainer {
     procs: HashMap<(u32, u64), ProcState>,
     rejected: HashSet<PathBuf>,
     saved: HashMap<String, RingSaved>,
-    pending: HashMap<(u32, u64, [u8; 8]), PendingSpan>,
+    pending: PendingMap,
     span_sinks: Vec<Box<dyn SpanSink>>,
     log_sinks: Vec<Box<dyn LogSink>>,
     last_discover: Option<Instant>,
     last_sweep: Instant,
+    /// Consecutive passes that found nothing.
     idle: u32,
+    /// Next idle sleep (doubles from `min_sleep` to `max_sleep`).
     sleep: Duration,
+    /// How long the loop paused before the current pass (for `drain_lag_seconds`).
+    slept: Duration,
+    /// Set by a pass that left a ring backlogged: the next pass follows at once.
+    backlogged: bool,
+    /// Fullest ring at the start of the last pass (waiting bytes / capacity).
+    fill: f64,
+    /// The pause after a pass that found work: `min_sleep`, halved while rings are found more
+    /// than 1/8 full after it, doubled back while they are found under 1/32 full.
+    batch: Duration,
+    /// Processes to forget at the end of a pass (kept to reuse its allocation).
+    finished: Vec<(u32, u64)>,
 }
 
 /// The persisted state of the collector (aggregates, ring positions, self-stats).
@@ -234,13 +339,18 @@ impl Drainer {
             procs: HashMap::new(),
             rejected: HashSet::new(),
             saved,
-            pending: HashMap::new(),
+            pending: PendingMap::default(),
             span_sinks: Vec::new(),
             log_sinks: Vec::new(),
             last_discover: None,
             last_sweep: Instant::now(),
             idle: 0,
             sleep,
+            slept: Duration::ZERO,
+            backlogged: false,
+            fill: 0.0,
+            batch: sleep,
+            finished: Vec::new(),
         }
     }
 
@@ -267,30 +377,74 @@ impl Drainer {
         out
     }
 
-    /// Drain with adaptive polling until `stop` is set or `period` has passed.
+    /// Drain with adaptive polling until `stop` is set or `period` has passed (the policy is
+    /// described at [`DrainOptions`]). The clock is read twice per pass: after a pause, and
+    /// when the pass ends.
     pub fn run_for(&mut self, stop: &std::sync::atomic::AtomicBool, period: Duration) {
-        let until = Instant::now() + period;
+        let mut now = Instant::now();
+        let until = now + period;
         // Ordering: Relaxed: a flag polled between passes; no data is published through it.
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until {
-            let t0 = Instant::now();
-            let work = self.pass();
-            let pass = t0.elapsed();
-            if work > 0 {
-                self.idle = 0;
-                self.sleep = self.opts.min_sleep;
-                self.stats.lock().drain_lag_seconds = pass.as_secs_f64();
-                continue;
-            }
-            self.idle += 1;
-            if self.idle <= self.opts.spin_iterations {
-                std::hint::spin_loop();
-            } else if self.idle <= self.opts.spin_iterations + self.opts.yield_iterations {
-                std::thread::yield_now();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && now < until {
+            let work = self.pass_at(now);
+            let end = Instant::now();
+            // An upper bound of how long a record committed just after the previous pass
+            // looked at its ring waited: the pause plus this pass.
+            self.stats.lock().drain_lag_seconds = (self.slept + (end - now)).as_secs_f64();
+            let pause = match self.next_pause(work > 0) {
+                Pause::Now => Duration::ZERO,
+                Pause::Spin => {
+                    std::hint::spin_loop();
+                    Duration::ZERO
+                }
+                Pause::Yield => {
+                    std::thread::yield_now();
+                    Duration::ZERO
+                }
+                Pause::Sleep(d) => d,
+            };
+            self.slept = pause;
+            if pause.is_zero() {
+                now = end;
             } else {
-                std::thread::sleep(self.sleep);
-                self.stats.lock().drain_lag_seconds = (pass + self.sleep).as_secs_f64();
-                self.sleep = (self.sleep * 2).min(self.opts.max_sleep);
+                std::thread::sleep(pause.min(until.saturating_duration_since(end)));
+                now = Instant::now();
             }
+        }
+    }
+
+    /// What to do after a pass that found work (`worked`) or not (the policy of
+    /// [`DrainOptions`]); updates the idle count and the next idle sleep.
+    fn next_pause(&mut self, worked: bool) -> Pause {
+        if worked {
+            self.idle = 0;
+            self.sleep = self.opts.min_sleep;
+            if self.opts.busy_polling() {
+                return Pause::Now;
+            }
+            // Only a pass that followed a sleep says how fast the rings fill during one.
+            if !self.slept.is_zero() {
+                if self.fill > 1.0 / 8.0 {
+                    self.batch = (self.batch / 2).max(MIN_BATCH_PAUSE.min(self.opts.min_sleep));
+                } else if self.fill < 1.0 / 32.0 {
+                    self.batch = (self.batch * 2).min(self.opts.min_sleep);
+                }
+            }
+            return if self.backlogged {
+                Pause::Now
+            } else {
+                Pause::Sleep(self.batch)
+            };
+        }
+        self.idle = self.idle.saturating_add(1);
+        let spin = self.opts.spin_iterations;
+        if self.idle <= spin {
+            Pause::Spin
+        } else if self.idle <= spin.saturating_add(self.opts.yield_iterations) {
+            Pause::Yield
+        } else {
+            let d = self.sleep;
+            self.sleep = (self.sleep * 2).min(self.opts.max_sleep);
+            Pause::Sleep(d)
         }
     }
 
@@ -312,7 +466,12 @@ impl Drainer {
 
     /// One pass over every region; returns the number of records and slot updates applied.
     pub fn pass(&mut self) -> usize {
-        let now = Instant::now();
+        self.pass_at(Instant::now())
+    }
+
+    /// [`pass`](Self::pass) with the clock read by the caller: every time-based decision of
+    /// the pass uses `now`.
+    fn pass_at(&mut self, now: Instant) -> usize {
         let discovering = self
             .last_discover
             .is_none_or(|t| now.duration_since(t) >= self.opts.discover_interval);
@@ -321,15 +480,14 @@ impl Drainer {
             self.discover();
         }
         let mut work = 0;
+        let mut backlogged = false;
+        let mut fill = 0.0f64;
         let mut agg = self.agg.lock();
         let mut stats = self.stats.lock();
         let mut backlog = 0;
         let (mut live, mut dead) = (0, 0);
-        let keys: Vec<(u32, u64)> = self.procs.keys().copied().collect();
-        for key in keys {
-            let Some(p) = self.procs.get_mut(&key) else {
-                continue;
-            };
+        let mut finished = std::mem::take(&mut self.finished);
+        for (&key, p) in self.procs.iter_mut() {
             if now.duration_since(p.last_check) >= Duration::from_millis(500) {
                 p.last_check = now;
                 let was_alive = p.alive;
@@ -348,13 +506,17 @@ impl Drainer {
                 }
                 let st = r.reader.stats();
                 r.last = st;
-                backlog = backlog.max(st.head.saturating_sub(r.reader.position()));
-                work += drain_ring(
+                let waiting = st.head.saturating_sub(r.reader.position());
+                backlog = backlog.max(waiting);
+                backlogged |= waiting > st.capacity / BACKLOG_FRACTION;
+                fill = fill.max(waiting as f64 / st.capacity.max(1) as f64);
+                let frames = drain_ring(
                     r,
                     p.pid,
                     p.start,
                     &p.service,
                     &mut p.table,
+                    &mut p.names,
                     &mut p.local,
                     &mut agg,
                     &mut stats,
@@ -363,7 +525,10 @@ impl Drainer {
                     &mut self.log_sinks,
                     self.opts.frames_per_ring,
                     self.opts.max_pending_spans,
+                    now,
                 );
+                backlogged |= frames >= self.opts.frames_per_ring;
+                work += frames;
                 if !r.broken && r.reader.region().poisoned() {
                     reject_ring(r, "", &mut stats);
                     continue;
@@ -437,13 +602,19 @@ impl Drainer {
                     // Files of this process that were rejected or not ready.
                     remove_process_files(&self.opts.dir, p.pid, p.start, &mut self.rejected);
                     stats.processes_cleaned += 1;
-                    stats.process_drops.remove(&(p.service.clone(), p.pid));
+                    stats.process_drops.remove(&(p.service.to_string(), p.pid));
                     self.pending
                         .retain(|k, _| !(k.0 == p.pid && k.1 == p.start));
-                    self.procs.remove(&key);
+                    finished.push(key);
                 }
             }
         }
+        for key in finished.drain(..) {
+            self.procs.remove(&key);
+        }
+        self.finished = finished;
+        self.backlogged = backlogged;
+        self.fill = fill;
         stats.regions_live = live;
         stats.regions_dead = dead;
         stats.max_backlog_bytes = backlog;
@@ -529,8 +700,9 @@ impl Drainer {
                             .procs
                             .entry((pid, start))
                             .or_insert_with(|| new_proc(pid, start));
-                        p.service = service;
+                        p.service = service.into();
                         p.table = Some(t);
+                        p.names = Names::default();
                         p.table_path = Some(e.path.clone());
                     }
                     Err(shmtel_core::reader::TableError::Region(RegionError::NotReady)) => {
@@ -602,7 +774,8 @@ fn new_proc(pid: u32, start: u64) -> ProcState {
     ProcState {
         pid,
         start,
-        service: String::new(),
+        service: "".into(),
+        names: Names::default(),
         table: None,
         table_path: None,
         local: Vec::new(),
@@ -720,23 +893,57 @@ fn link_slot(links: &mut Vec<LinkData>, seq: u16) -> Option<&mut LinkData> {
     links.get_mut(seq - 1)
 }
 
-fn symbol(table: &mut Option<TableReader>, id: u32) -> String {
+/// Symbols at or above this id are not cached (a hostile table cannot make the cache big);
+/// writers number their symbols densely from 1.
+const MAX_CACHED_SYMBOL: usize = 1 << 16;
+
+/// One process's symbols as shared strings: each is copied out of the table once, then every
+/// span, event, attribute and log field naming it gets a reference-counted clone.
+#[derive(Default)]
+struct Names {
+    /// By symbol id; None: not looked up yet.
+    by_id: Vec<Option<Arc<str>>>,
+    /// The empty name (id 0, or an id the table does not define).
+    empty: Arc<str>,
+}
+
+fn symbol(table: &mut Option<TableReader>, names: &mut Names, id: u32) -> Arc<str> {
+    let i = id as usize;
+    if let Some(Some(s)) = names.by_id.get(i) {
+        return s.clone();
+    }
     let Some(t) = table.as_mut() else {
-        return String::new();
+        return names.empty.clone();
     };
     if id != 0 && !t.symbols.contains_key(&id) {
         let _ = t.refresh();
     }
-    t.symbol(id).to_owned()
+    // An id the table does not (yet) define reads as empty and is not cached: a later refresh
+    // may define it.
+    let Some(text) = t.symbols.get(&id) else {
+        return names.empty.clone();
+    };
+    let s: Arc<str> = text.as_str().into();
+    if i < MAX_CACHED_SYMBOL {
+        if names.by_id.len() <= i {
+            names.by_id.resize(i + 1, None);
+        }
+        names.by_id[i] = Some(s.clone());
+    }
+    s
 }
 
 fn attrs(
     table: &mut Option<TableReader>,
+    names: &mut Names,
     list: shmtel_core::reader::Attrs<'_>,
-) -> Vec<(String, OwnedValue)> {
-    list.iter()
-        .map(|a| (symbol(table, a.key), OwnedValue::from_attr(&a.value)))
-        .collect()
+) -> Vec<(Arc<str>, OwnedValue)> {
+    let mut out = Vec::with_capacity(list.len());
+    out.extend(
+        list.iter()
+            .map(|a| (symbol(table, names, a.key), OwnedValue::from_attr(&a.value))),
+    );
+    out
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -744,16 +951,18 @@ fn drain_ring(
     r: &mut RingState,
     pid: u32,
     start: u64,
-    service: &str,
+    service: &Arc<str>,
     table: &mut Option<TableReader>,
+    names: &mut Names,
     local: &mut Vec<u32>,
     agg: &mut Aggregator,
     stats: &mut SelfStats,
-    pending: &mut HashMap<(u32, u64, [u8; 8]), PendingSpan>,
+    pending: &mut PendingMap,
     span_sinks: &mut [Box<dyn SpanSink>],
     log_sinks: &mut [Box<dyn LogSink>],
     max_frames: usize,
     max_pending: usize,
+    now: Instant,
 ) -> usize {
     let anchor = r.anchor;
     let tid = r.tid;
@@ -816,14 +1025,14 @@ fn drain_ring(
                 if !span_sinks.is_empty() {
                     let data = SpanData {
                         origin: Origin {
-                            service: service.to_owned(),
+                            service: service.clone(),
                             pid,
                             tid,
                         },
                         trace_id: s.trace_id,
                         span_id: s.span_id,
                         parent_span_id: s.parent_span_id,
-                        name: symbol(table, s.name),
+                        name: symbol(table, names, s.name),
                         kind: s.kind,
                         status: s.status,
                         flags: s.flags,
@@ -856,14 +1065,19 @@ fn drain_ring(
                     return;
                 }
                 let key = (pid, start, span_id);
-                if !pending.contains_key(&key) && pending.len() >= max_pending {
+                let kv = (
+                    symbol(table, names, attr.key),
+                    OwnedValue::from_attr(&attr.value),
+                );
+                let Some(p) = pending_slot(pending, key, max_pending, now) else {
                     stats.pending_overflow += 1;
                     return;
-                }
-                let kv = (symbol(table, attr.key), OwnedValue::from_attr(&attr.value));
-                let p = pending.entry(key).or_default();
-                p.first_seen.get_or_insert_with(Instant::now);
+                };
                 if event_seq == 0 {
+                    if p.attributes.capacity() == 0 {
+                        // Spans usually carry a few attributes: one allocation, not three.
+                        p.attributes.reserve(8);
+                    }
                     p.attributes.push(kv);
                 } else if let Some(ev) = p.events.get_mut(event_seq as usize - 1) {
                     ev.attributes.push(kv);
@@ -875,12 +1089,10 @@ fn drain_ring(
                     return;
                 }
                 let key = (pid, start, l.span_id);
-                if !pending.contains_key(&key) && pending.len() >= max_pending {
+                let Some(p) = pending_slot(pending, key, max_pending, now) else {
                     stats.pending_overflow += 1;
                     return;
-                }
-                let p = pending.entry(key).or_default();
-                p.first_seen.get_or_insert_with(Instant::now);
+                };
                 if let Some(link) = link_slot(&mut p.links, l.link_seq) {
                     link.trace_id = l.linked_trace_id;
                     link.span_id = l.linked_span_id;
@@ -897,13 +1109,14 @@ fn drain_ring(
                     return;
                 }
                 let key = (pid, start, span_id);
-                if !pending.contains_key(&key) && pending.len() >= max_pending {
+                let kv = (
+                    symbol(table, names, attr.key),
+                    OwnedValue::from_attr(&attr.value),
+                );
+                let Some(p) = pending_slot(pending, key, max_pending, now) else {
                     stats.pending_overflow += 1;
                     return;
-                }
-                let kv = (symbol(table, attr.key), OwnedValue::from_attr(&attr.value));
-                let p = pending.entry(key).or_default();
-                p.first_seen.get_or_insert_with(Instant::now);
+                };
                 if let Some(link) = link_slot(&mut p.links, link_seq) {
                     link.attributes.push(kv);
                 }
@@ -914,18 +1127,16 @@ fn drain_ring(
                     return;
                 }
                 let key = (pid, start, ev.span_id);
-                if !pending.contains_key(&key) && pending.len() >= max_pending {
+                let name = symbol(table, names, ev.name);
+                let Some(p) = pending_slot(pending, key, max_pending, now) else {
                     stats.pending_overflow += 1;
                     return;
-                }
-                let name = symbol(table, ev.name);
-                let p = pending.entry(key).or_default();
-                p.first_seen.get_or_insert_with(Instant::now);
+                };
                 let seq = ev.event_seq as usize;
                 if (1..=4096).contains(&seq) {
                     while p.events.len() < seq {
                         p.events.push(EventData {
-                            name: String::new(),
+                            name: names.empty.clone(),
                             time_ns: 0,
                             attributes: Vec::new(),
                         });
@@ -945,7 +1156,7 @@ fn drain_ring(
                 if want_logs {
                     let data = LogData {
                         origin: Origin {
-                            service: service.to_owned(),
+                            service: service.clone(),
                             pid,
                             tid,
                         },
@@ -956,8 +1167,8 @@ fn drain_ring(
                         correlation_id: String::from_utf8_lossy(correlation).into_owned(),
                         trace_id: rec.trace_id,
                         span_id: rec.span_id,
-                        caller: symbol(table, rec.caller),
-                        fields: attrs(table, fields),
+                        caller: symbol(table, names, rec.caller),
+                        fields: attrs(table, names, fields),
                     };
                     let (last, rest) = log_sinks.split_last_mut().expect("non-empty");
                     for sink in rest {
@@ -1062,4 +1273,109 @@ fn account_ring(
         }
     }
     work
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drainer(opts: DrainOptions) -> Drainer {
+        let agg = Arc::new(Mutex::new(Aggregator::new(Default::default(), 10)));
+        Drainer::new(opts, agg, Default::default(), HashMap::new())
+    }
+
+    fn ms(n: u64) -> Pause {
+        Pause::Sleep(Duration::from_millis(n))
+    }
+
+    #[test]
+    fn by_default_work_is_batched_and_idleness_backs_off_without_spinning() {
+        let mut d = drainer(DrainOptions::new("/nonexistent".into()));
+        // Work: a batching pause; a backlogged ring: the next pass at once.
+        assert_eq!(d.next_pause(true), ms(5));
+        d.slept = Duration::from_millis(5);
+        d.backlogged = true;
+        assert_eq!(d.next_pause(true), Pause::Now);
+        d.backlogged = false;
+        assert_eq!(d.next_pause(true), ms(5));
+        // Idle: sleeps double up to max_sleep; never a spin or a yield.
+        let idle: Vec<Pause> = (0..7).map(|_| d.next_pause(false)).collect();
+        assert_eq!(
+            idle,
+            [ms(5), ms(10), ms(20), ms(40), ms(50), ms(50), ms(50)]
+        );
+        // Work resets the backoff.
+        assert_eq!(d.next_pause(true), ms(5));
+        assert_eq!(d.next_pause(false), ms(5));
+    }
+
+    #[test]
+    fn the_batching_pause_follows_the_write_rate() {
+        let mut d = drainer(DrainOptions::new("/nonexistent".into()));
+        let after = |d: &mut Drainer, fill: f64| {
+            d.fill = fill;
+            d.backlogged = fill > 0.25;
+            let p = d.next_pause(true);
+            d.slept = match p {
+                Pause::Sleep(t) => t,
+                _ => Duration::ZERO,
+            };
+            p
+        };
+        // A ring found full after a full pause: drain at once, and pause half as long after.
+        d.slept = Duration::from_millis(5);
+        assert_eq!(after(&mut d, 1.0), Pause::Now);
+        assert_eq!(
+            after(&mut d, 0.0),
+            Pause::Sleep(Duration::from_micros(2_500))
+        );
+        assert_eq!(
+            after(&mut d, 0.2),
+            Pause::Sleep(Duration::from_micros(1_250))
+        );
+        // Between 1/32 and 1/8: keep it; below 1/32: back up to min_sleep.
+        assert_eq!(
+            after(&mut d, 0.1),
+            Pause::Sleep(Duration::from_micros(1_250))
+        );
+        assert_eq!(
+            after(&mut d, 0.01),
+            Pause::Sleep(Duration::from_micros(2_500))
+        );
+        assert_eq!(after(&mut d, 0.01), ms(5));
+        assert_eq!(after(&mut d, 0.0), ms(5));
+        // Never below 0.1 ms.
+        for _ in 0..20 {
+            after(&mut d, 0.2);
+        }
+        assert_eq!(after(&mut d, 0.2), Pause::Sleep(MIN_BATCH_PAUSE));
+    }
+
+    #[test]
+    fn spinning_and_yielding_when_configured_and_then_no_pause_after_work() {
+        let mut opts = DrainOptions::new("/nonexistent".into());
+        opts.spin_iterations = 2;
+        opts.yield_iterations = 1;
+        opts.min_sleep = Duration::from_millis(1);
+        let mut d = drainer(opts);
+        assert_eq!(d.next_pause(true), Pause::Now);
+        let idle: Vec<Pause> = (0..5).map(|_| d.next_pause(false)).collect();
+        assert_eq!(idle, [Pause::Spin, Pause::Spin, Pause::Yield, ms(1), ms(2)]);
+        assert_eq!(d.next_pause(true), Pause::Now);
+        assert_eq!(d.next_pause(false), Pause::Spin);
+    }
+
+    #[test]
+    fn an_idle_directory_costs_a_few_wakeups() {
+        let tmp = std::env::temp_dir().join(format!("shmtel-drain-idle-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let mut d = drainer(DrainOptions::new(tmp.clone()));
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let t0 = Instant::now();
+        d.run_for(&stop, Duration::from_millis(300));
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+        // 5 + 10 + 20 + 40 + 50 + 50 + ...: about 9 passes; a spinning loop makes thousands.
+        assert!(d.idle <= 20, "{} passes in 300 ms", d.idle);
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
 }

@@ -379,7 +379,18 @@ impl Redactor {
         }
     }
 
-    fn redact_attrs(&self, attrs: &mut [(String, OwnedValue)]) {
+    /// Apply the patterns to a shared name (a span or event name); replaced only when changed.
+    fn redact_name(&self, name: &mut Arc<str>) {
+        if self.inner.rules.is_empty() || name.is_empty() || !self.inner.set.is_match(name) {
+            return;
+        }
+        let mut s = String::from(&**name);
+        if self.redact_str(&mut s) {
+            *name = s.into();
+        }
+    }
+
+    fn redact_attrs(&self, attrs: &mut [(Arc<str>, OwnedValue)]) {
         for (k, v) in attrs {
             self.redact_value(k, v);
         }
@@ -394,10 +405,10 @@ impl Redactor {
     /// Redact a span: its name, attributes (the status description among them), events (names
     /// and attributes) and link attributes.
     pub fn redact_span(&self, span: &mut SpanData) {
-        self.redact_str(&mut span.name);
+        self.redact_name(&mut span.name);
         self.redact_attrs(&mut span.attributes);
         for e in &mut span.events {
-            self.redact_str(&mut e.name);
+            self.redact_name(&mut e.name);
             self.redact_attrs(&mut e.attributes);
         }
         for l in &mut span.links {
@@ -572,7 +583,7 @@ mod tests {
             correlation_id: String::new(),
             trace_id: [0; 16],
             span_id: [0; 8],
-            caller: String::new(),
+            caller: "".into(),
             fields: vec![
                 ("password".into(), OwnedValue::Str("hunter2".into())),
                 ("n".into(), OwnedValue::I64(4)),

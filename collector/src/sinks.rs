@@ -4,6 +4,13 @@
 //! before it) into a [`SpanData`] and each log frame into a [`LogData`], and hands them to the
 //! configured sinks. Exporters (OTLP, Zipkin, JSON lines, syslog) implement these traits; a sink
 //! must not block the drain loop: it queues (bounded) and counts what it drops.
+//!
+//! Names that come from a writer's symbol table (the service, span and event names, attribute
+//! and field keys, a log event's caller) are `Arc<str>`: the drain loop interns each symbol
+//! once per process and hands out clones, so assembling a span or a log event allocates only
+//! for what is new in it (string values, the message, the attribute lists).
+
+use std::sync::Arc;
 
 /// A typed value with owned strings.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,7 +62,7 @@ impl OwnedValue {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Origin {
     /// Service name from the region header.
-    pub service: String,
+    pub service: Arc<str>,
     /// Writer pid.
     pub pid: u32,
     /// Writer thread id.
@@ -66,11 +73,11 @@ pub struct Origin {
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventData {
     /// Name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Wall-clock ns.
     pub time_ns: u64,
     /// Attributes.
-    pub attributes: Vec<(String, OwnedValue)>,
+    pub attributes: Vec<(Arc<str>, OwnedValue)>,
 }
 
 /// A link from a span to another span (possibly of another trace).
@@ -83,7 +90,7 @@ pub struct LinkData {
     /// Flags of the linked context (sampled, remote), as in [`SpanData::flags`].
     pub flags: u8,
     /// Attributes.
-    pub attributes: Vec<(String, OwnedValue)>,
+    pub attributes: Vec<(Arc<str>, OwnedValue)>,
 }
 
 /// A finished span with everything recorded about it.
@@ -98,7 +105,7 @@ pub struct SpanData {
     /// Parent span id (zero for a root).
     pub parent_span_id: [u8; 8],
     /// Name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Kind code (OpenTelemetry numbering).
     pub kind: u8,
     /// Status code (OpenTelemetry numbering).
@@ -110,7 +117,7 @@ pub struct SpanData {
     /// End, wall-clock ns.
     pub end_ns: u64,
     /// Attributes.
-    pub attributes: Vec<(String, OwnedValue)>,
+    pub attributes: Vec<(Arc<str>, OwnedValue)>,
     /// Events.
     pub events: Vec<EventData>,
     /// Links.
@@ -139,16 +146,17 @@ pub struct LogData {
     /// Span id (zero if none).
     pub span_id: [u8; 8],
     /// Caller (`file:line function`), empty if none.
-    pub caller: String,
+    pub caller: Arc<str>,
     /// Fields.
-    pub fields: Vec<(String, OwnedValue)>,
+    pub fields: Vec<(Arc<str>, OwnedValue)>,
 }
 
 /// Where finished spans go.
 pub trait SpanSink: Send {
     /// Take one span. Must not block.
     fn export(&mut self, span: SpanData);
-    /// Called after every drain pass (at least every `max_sleep`, 50 ms by default), whether or
+    /// Called after every drain pass (at least every `max_sleep`, 50 ms by default; about every
+    /// `min_sleep`, 5 ms, while records arrive), whether or
     /// not spans arrived: time-based work (tail-sampling decisions, batch timeouts) goes here.
     /// Must not block.
     fn tick(&mut self) {}

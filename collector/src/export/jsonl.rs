@@ -24,6 +24,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 use shmtel_core::layout::{span_status, SPAN_FLAG_REMOTE_PARENT, SPAN_FLAG_SAMPLED};
@@ -65,14 +66,14 @@ impl JsonlEncoder {
             "traceId": hex(&s.trace_id),
             "spanId": hex(&s.span_id),
             "parentSpanId": if s.parent_span_id == [0; 8] { String::new() } else { hex(&s.parent_span_id) },
-            "name": s.name,
+            "name": &*s.name,
             "kind": s.kind,
             "flags": flags,
             "startTimeUnixNano": s.start_ns,
             "endTimeUnixNano": s.end_ns,
             "attributes": object(&s.attributes),
             "events": s.events.iter().map(|e| json!({
-                "name": e.name,
+                "name": &*e.name,
                 "timeUnixNano": e.time_ns,
                 "attributes": object(&e.attributes),
             })).collect::<Vec<_>>(),
@@ -89,11 +90,11 @@ impl JsonlEncoder {
     }
 }
 
-fn object(attrs: &[(String, OwnedValue)]) -> Value {
+fn object(attrs: &[(Arc<str>, OwnedValue)]) -> Value {
     Value::Object(
         attrs
             .iter()
-            .map(|(k, v)| (k.clone(), v.to_json()))
+            .map(|(k, v)| (String::from(&**k), v.to_json()))
             .collect(),
     )
 }

@@ -19,6 +19,8 @@ use opentelemetry_proto::tonic::common::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
+use std::sync::Arc;
+
 use prost::Message;
 use shmtel_core::layout::{span_status, SPAN_FLAG_REMOTE_PARENT, SPAN_FLAG_SAMPLED};
 
@@ -63,7 +65,7 @@ pub(crate) fn group_by_origin<T, G>(
     mut push: impl FnMut(&mut G, T),
 ) -> Vec<G> {
     let mut groups: Vec<G> = Vec::new();
-    let mut keys: Vec<(String, u32)> = Vec::new();
+    let mut keys: Vec<(Arc<str>, u32)> = Vec::new();
     for item in items {
         let o = origin(&item);
         let i = match keys
@@ -136,8 +138,8 @@ pub fn span_flags(s: &SpanData) -> u32 {
 }
 
 /// Remove and return the status description attribute (as text).
-pub fn take_status_description(attrs: &mut Vec<(String, OwnedValue)>) -> Option<String> {
-    let i = attrs.iter().position(|(k, _)| k == STATUS_DESCRIPTION)?;
+pub fn take_status_description(attrs: &mut Vec<(Arc<str>, OwnedValue)>) -> Option<String> {
+    let i = attrs.iter().position(|(k, _)| &**k == STATUS_DESCRIPTION)?;
     Some(match attrs.remove(i).1 {
         OwnedValue::Str(s) | OwnedValue::Json(s) => s,
         other => other.to_json().to_string(),
@@ -182,7 +184,7 @@ pub fn span_message(mut s: SpanData) -> Span {
             s.parent_span_id.to_vec()
         },
         flags,
-        name: s.name,
+        name: s.name.to_string(),
         kind: if s.kind <= 5 { i32::from(s.kind) } else { 0 },
         start_time_unix_nano: s.start_ns,
         end_time_unix_nano: s.end_ns,
@@ -193,7 +195,7 @@ pub fn span_message(mut s: SpanData) -> Span {
             .into_iter()
             .map(|e| span::Event {
                 time_unix_nano: e.time_ns,
-                name: e.name,
+                name: e.name.to_string(),
                 attributes: key_values(e.attributes),
                 dropped_attributes_count: 0,
             })
@@ -212,12 +214,30 @@ pub fn span_message(mut s: SpanData) -> Span {
     }
 }
 
+/// A key of an attribute list: owned (resource attributes) or shared (interned names).
+pub trait AttrKey {
+    /// The key as the owned string a protobuf message holds.
+    fn into_key(self) -> String;
+}
+
+impl AttrKey for String {
+    fn into_key(self) -> String {
+        self
+    }
+}
+
+impl AttrKey for Arc<str> {
+    fn into_key(self) -> String {
+        String::from(&*self)
+    }
+}
+
 /// Attributes as OTLP key-values.
-pub fn key_values(attrs: Vec<(String, OwnedValue)>) -> Vec<KeyValue> {
+pub fn key_values<K: AttrKey>(attrs: Vec<(K, OwnedValue)>) -> Vec<KeyValue> {
     attrs
         .into_iter()
         .map(|(key, v)| KeyValue {
-            key,
+            key: key.into_key(),
             value: Some(any_value(v)),
             ..Default::default()
         })

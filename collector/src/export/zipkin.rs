@@ -40,7 +40,7 @@ impl ZipkinEncoder {
         if s.parent_span_id != [0; 8] {
             o.insert("parentId".into(), hex(&s.parent_span_id).into());
         }
-        o.insert("name".into(), s.name.into());
+        o.insert("name".into(), (*s.name).into());
         let kind = match s.kind {
             span_kind::SERVER => Some("SERVER"),
             span_kind::CLIENT => Some("CLIENT"),
@@ -60,7 +60,7 @@ impl ZipkinEncoder {
         );
         let mut tags = Map::new();
         for (k, v) in s.attributes {
-            tags.insert(k, tag_value(&v).into());
+            tags.insert(String::from(&*k), tag_value(&v).into());
         }
         tags.insert("otel.scope.name".into(), SCOPE_NAME.into());
         match s.status {
@@ -80,14 +80,14 @@ impl ZipkinEncoder {
                 .into_iter()
                 .map(|e| {
                     let value = if e.attributes.is_empty() {
-                        e.name
+                        String::from(&*e.name)
                     } else {
                         let attrs: Map<String, Value> = e
                             .attributes
                             .iter()
-                            .map(|(k, v)| (k.clone(), v.to_json()))
+                            .map(|(k, v)| (String::from(&**k), v.to_json()))
                             .collect();
-                        format!("{}: {}", Value::from(e.name), Value::from(attrs))
+                        format!("{}: {}", Value::from(&*e.name), Value::from(attrs))
                     };
                     json!({ "timestamp": e.time_ns / 1000, "value": value })
                 })

@@ -399,7 +399,7 @@ fn read_ring(
     out: &mut dyn Write,
 ) -> io::Result<(usize, Option<RingError>)> {
     let json = format == TailFormat::Json;
-    let service = ring.service.clone();
+    let service: std::sync::Arc<str> = ring.service.as_str().into();
     let mut line = Vec::new();
     let source = RecordSource {
         pid: ring.process.0,
@@ -437,15 +437,15 @@ fn read_ring(
                     trace_id: rec.trace_id,
                     span_id: rec.span_id,
                     caller: if rec.caller == 0 {
-                        String::new()
+                        "".into()
                     } else {
-                        render::symbol_text(table, rec.caller).into_owned()
+                        render::symbol_text(table, rec.caller).into()
                     },
                     fields: fields
                         .iter()
                         .map(|a| {
                             (
-                                render::symbol_text(table, a.key).into_owned(),
+                                render::symbol_text(table, a.key).into(),
                                 OwnedValue::from_attr(&a.value),
                             )
                         })

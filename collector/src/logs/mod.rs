@@ -479,6 +479,9 @@ pub struct Head {
     released: u64,
     sinks: Vec<Box<dyn LogSink>>,
     clock: Box<dyn FnMut() -> u64 + Send>,
+    /// The clock as first read since the last tick: the drain loop calls `export` for a whole
+    /// pass's events, then `tick`, so the clock is read once per pass, not once per event.
+    now: Option<u64>,
     stats: Arc<PipelineStats>,
 }
 
@@ -501,6 +504,7 @@ impl Head {
             released: 0,
             sinks,
             clock,
+            now: None,
             stats: Arc::new(PipelineStats::default()),
         }
     }
@@ -559,7 +563,7 @@ impl LogSink for Head {
             self.emit(log);
             return;
         }
-        let now = (self.clock)();
+        let now = *self.now.get_or_insert_with(&mut self.clock);
         // A writer clock a little ahead is fine (the event waits a little longer); one far
         // ahead would hold its events for that long: they are keyed by their arrival instead.
         let key = if log.time_ns > now.saturating_add(self.window_ns) {
@@ -588,6 +592,7 @@ impl LogSink for Head {
     }
 
     fn tick(&mut self) {
+        self.now = None;
         if !self.heap.is_empty() {
             let now = (self.clock)();
             self.release(Some(now.saturating_sub(self.window_ns)));
@@ -640,7 +645,7 @@ mod tests {
             correlation_id: String::new(),
             trace_id: [0; 16],
             span_id: [0; 8],
-            caller: String::new(),
+            caller: "".into(),
             fields: vec![("email".into(), OwnedValue::Str("a@b.io".into()))],
         }
     }

@@ -286,10 +286,10 @@ impl Encoder<LogData> for OtlpLogsEncoder {
 pub fn log_record(l: LogData, observed_ns: u64) -> LogRecord {
     let mut attrs: Vec<(String, OwnedValue)> = Vec::with_capacity(l.fields.len() + 6);
     for (k, v) in l.fields {
-        let k = if ADDED.contains(&k.as_str()) {
+        let k = if ADDED.contains(&&*k) {
             format!("fields.{k}")
         } else {
-            k
+            String::from(&*k)
         };
         attrs.push((k, v));
     }
@@ -306,7 +306,10 @@ pub fn log_record(l: LogData, observed_ns: u64) -> LogRecord {
                     ));
                 }
             }
-            None => attrs.push(("code.file.path".into(), OwnedValue::Str(l.caller.clone()))),
+            None => attrs.push((
+                "code.file.path".into(),
+                OwnedValue::Str(l.caller.to_string()),
+            )),
         }
     }
     if !l.correlation_id.is_empty() {

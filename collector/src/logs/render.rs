@@ -77,6 +77,8 @@
 //! span_id=…`: the message as is (control characters escaped), then the fields and ids in logfmt
 //! style.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 use crate::export::resource::ResourceInfo;
@@ -222,7 +224,7 @@ fn put_digits(dst: &mut [u8], mut v: u32) {
 /// The `Resource` object of the last origin rendered with the `otel` schema.
 #[derive(Debug, Clone, Default)]
 struct ResourceCache {
-    key: Option<(String, u32)>,
+    key: Option<(Arc<str>, u32)>,
     json: Vec<u8>,
 }
 
@@ -720,7 +722,7 @@ fn json_key(name: &str, reserved: &[&str], out: &mut Vec<u8>) {
     out.extend_from_slice(b"\":");
 }
 
-fn json_fields(fields: &[(String, OwnedValue)], reserved: &[&str], out: &mut Vec<u8>) {
+fn json_fields(fields: &[(Arc<str>, OwnedValue)], reserved: &[&str], out: &mut Vec<u8>) {
     for (k, v) in fields {
         out.push(b',');
         json_key(k, reserved, out);
@@ -880,7 +882,7 @@ mod tests {
             correlation_id: String::new(),
             trace_id: [0; 16],
             span_id: [0; 8],
-            caller: String::new(),
+            caller: "".into(),
             fields: Vec::new(),
         }
     }

@@ -558,12 +558,12 @@ impl SyslogEncoder {
             params.push(("correlation_id".into(), log.correlation_id.clone()));
         }
         if !log.caller.is_empty() {
-            params.push(("caller".into(), log.caller.clone()));
+            params.push(("caller".into(), log.caller.to_string()));
         }
         let ids = params.len();
         let mut truncated = log.truncated;
         for (k, v) in &log.fields {
-            let name = if SD_KEYS.contains(&k.as_str()) {
+            let name = if SD_KEYS.contains(&&**k) {
                 sd_name(&format!("fields.{k}"))
             } else {
                 sd_name(k)
@@ -890,7 +890,7 @@ mod tests {
             correlation_id: String::new(),
             trace_id: [0; 16],
             span_id: [0; 8],
-            caller: String::new(),
+            caller: "".into(),
             fields: vec![("user_id".into(), OwnedValue::I64(42))],
         }
     }
@@ -995,7 +995,7 @@ mod tests {
         // Fields go when the message alone cannot make room.
         let mut l = log(2, "m");
         l.fields = (0..40)
-            .map(|i| (format!("field{i}"), OwnedValue::Str("v".repeat(20))))
+            .map(|i| (format!("field{i}").into(), OwnedValue::Str("v".repeat(20))))
             .collect();
         let m = msg(&mut e, &l);
         assert!(m.len() <= 300);
@@ -1007,7 +1007,7 @@ mod tests {
         });
         let mut l = log(2, &"€".repeat(500));
         l.fields = (0..40)
-            .map(|i| (format!("field{i}"), OwnedValue::Str("v".repeat(20))))
+            .map(|i| (format!("field{i}").into(), OwnedValue::Str("v".repeat(20))))
             .collect();
         let m = msg(&mut e, &l);
         assert!(m.len() <= 300, "{}", m.len());

@@ -52,7 +52,7 @@ use crate::model::FamilyProvider;
 use crate::redact::Redactor;
 use crate::sinks::{SpanData, SpanSink};
 
-mod hash;
+pub(crate) mod hash;
 pub mod spanmetrics;
 pub mod tail;
 
@@ -376,7 +376,7 @@ mod tests {
         head.export(s);
         head.flush();
         let got = out.spans();
-        assert_eq!(got[0].name, "mail [REDACTED]");
+        assert_eq!(&*got[0].name, "mail [REDACTED]");
         assert_eq!(
             got[0].attributes[0].1,
             crate::sinks::OwnedValue::Str("[REDACTED]".into())

@@ -150,8 +150,8 @@ struct Series {
 impl Series {
     fn new(span: &SpanData, buckets: usize, now: Instant, wall_secs: f64) -> Series {
         Series {
-            service: span.origin.service.as_str().into(),
-            name: span.name.as_str().into(),
+            service: span.origin.service.clone(),
+            name: span.name.clone(),
             kind: span.kind,
             status: span.status,
             calls: 0,
@@ -210,12 +210,9 @@ impl Table {
             unix_ns: span.end_ns,
         };
         let (now, wall, nb) = (self.now, self.wall_secs, self.bounds.len());
-        let h = self.hasher.hash_one((
-            span.origin.service.as_str(),
-            span.name.as_str(),
-            span.kind,
-            span.status,
-        ));
+        let h = self
+            .hasher
+            .hash_one((&*span.origin.service, &*span.name, span.kind, span.status));
         if let Some(list) = self.index.get_mut(&h) {
             if let Some(s) = list.iter_mut().find(|s| s.matches(span)) {
                 s.observe(bucket, ex, now);
@@ -583,7 +580,7 @@ mod tests {
         let mut m = SpanMetrics::new(&cfg);
         for i in 0..10u64 {
             let mut s = span(i, i + 1, 0, 0, MS);
-            s.name = format!("op{i}");
+            s.name = format!("op{i}").into();
             m.record(&s);
             m.record(&s);
         }
