@@ -388,6 +388,14 @@ class Bench:
         self.wrk = ensure_wrk()
         self.receiver = Receiver()
         self.work = Path(tempfile.mkdtemp(prefix="bench-asgi-"))
+        # The regions where the library puts them by default: on tmpfs (/dev/shm). Anywhere
+        # else (a disk-backed /tmp) the kernel writes the rings' dirty pages back to the disk.
+        shm = Path("/dev/shm")
+        self.shm_work = (
+            Path(tempfile.mkdtemp(prefix="bench-asgi-", dir=shm))
+            if shm.is_dir() and os.access(shm, os.W_OK)
+            else self.work
+        )
         self.lua = self.work / "count.lua"
         self.lua.write_text(WRK_LUA)
         self.run_seq = 0
@@ -396,6 +404,15 @@ class Bench:
         self.receiver.close()
         if not self.args.keep:
             shutil.rmtree(self.work, ignore_errors=True)
+            shutil.rmtree(self.shm_work, ignore_errors=True)
+
+    def regions(self, run_dir: Path) -> Path:
+        """The region directory of a run (under /dev/shm when there is one)."""
+        return (
+            self.shm_work / run_dir.name / "regions"
+            if self.shm_work != self.work
+            else run_dir / "regions"
+        )
 
     def pinning(self, workers: int) -> tuple[str | None, str | None]:
         """(server CPUs, load CPUs) for taskset, or None for no pinning."""
@@ -415,10 +432,12 @@ class Bench:
             BENCH_OTLP_ENDPOINT=self.receiver.endpoint,
             BENCH_LOG_FILE=str(run_dir / "app.log"),
             BENCH_TALLY_DIR=str(run_dir / "tally"),
-            SHMTEL_DIR=str(run_dir / "regions"),
+            SHMTEL_DIR=str(self.regions(run_dir)),
             SHMTEL_SERVICE=service,
             PYTHONUNBUFFERED="1",
         )
+        if self.args.ring_bytes:
+            env["SHMTEL_RING_BYTES"] = str(self.args.ring_bytes)
         if variant == "today_mp":
             (run_dir / "prom").mkdir()
             env["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir / "prom")
@@ -448,7 +467,7 @@ class Bench:
             "--config",
             str(config),
             "--dir",
-            str(run_dir / "regions"),
+            str(self.regions(run_dir)),
             "--listen",
             f"127.0.0.1:{port}",
             "--state-file",
@@ -520,7 +539,7 @@ class Bench:
         service = f"bench-{variant}-{os.getpid()}-{self.run_seq}"
         run_dir = self.work / f"{self.run_seq:03d}-{variant}-w{workers}"
         run_dir.mkdir()
-        (run_dir / "regions").mkdir(mode=0o700)
+        self.regions(run_dir).mkdir(mode=0o700, parents=True)
         (run_dir / "tally").mkdir()
         server_cpus, load_cpus = self.pinning(workers)
         env = self.env(variant, service, run_dir)
@@ -790,6 +809,12 @@ def main() -> int:
         "--collector-toml",
         default="",
         help="TOML appended to the collector's config, e.g. '[poll]\\nmin_sleep_ms = 5'",
+    )
+    p.add_argument(
+        "--ring-bytes",
+        type=int,
+        default=0,
+        help="SHMTEL_RING_BYTES for the shmtel workers (default: the library's, 1 MiB)",
     )
     p.add_argument("--smoke", action="store_true", help="2 s per variant, 1 round, exactness only")
     p.add_argument("--profile", choices=VARIANTS, help="py-spy --native the first worker")

@@ -29,6 +29,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use shmtel_core::{Level, SpanKind, Symbol, Value};
+use smallvec::SmallVec;
 
 use crate::context;
 use crate::metrics::{CounterChild, GaugeChild, HistogramChild};
@@ -456,7 +457,7 @@ impl AsgiMiddleware {
 pub struct AsgiSend {
     send: Py<PyAny>,
     /// `(name, value)` tuples appended to the response's headers.
-    extra: Vec<Py<PyTuple>>,
+    extra: Extra,
     /// The response status (0 until `http.response.start`).
     status: AtomicU16,
 }
@@ -565,18 +566,17 @@ impl AsgiRequest {
         }
         let cid_raw = match cid_raw.filter(|c| valid_correlation_id(c.as_bytes())) {
             Some(c) => c,
-            None => PyBytes::new(py, context::new_correlation_id().as_bytes()),
+            None => PyBytes::new(py, &context::new_correlation_id_bytes()),
         };
         // SAFETY: `valid_correlation_id` or `new_correlation_id` made it printable ASCII.
         let cid = PyString::new(py, unsafe {
             std::str::from_utf8_unchecked(cid_raw.as_bytes())
         });
         let cid_token = context::set_var(py, context::correlation_var(), cid.as_any())?;
-        let mut extra =
-            vec![
-                PyTuple::new(py, [header_name(py, 0).bind(py).as_any(), cid_raw.as_any()])?
-                    .unbind(),
-            ];
+        let mut extra: Extra = SmallVec::new();
+        extra.push(
+            PyTuple::new(py, [header_name(py, 0).bind(py).as_any(), cid_raw.as_any()])?.unbind(),
+        );
 
         let mut span = None;
         let mut span_token = None;
@@ -620,13 +620,13 @@ impl AsgiRequest {
             };
             let s = Span::begin(py, &name, parent, SpanKind::Server, root_ratio)?;
             span_token = Some(context::set_var(py, context::span_var(), s.as_any())?.unbind());
-            let tp = propagation::format_traceparent(&s.get().context());
+            let tp = traceparent(&s.get().context());
             extra.push(
                 PyTuple::new(
                     py,
                     [
                         header_name(py, 1).bind(py).as_any(),
-                        PyBytes::new(py, tp.as_bytes()).as_any(),
+                        PyBytes::new(py, &tp).as_any(),
                     ],
                 )?
                 .unbind(),
@@ -830,12 +830,14 @@ impl AsgiRequest {
                     core.set_attribute(k.path, Value::Str(p.to_str().unwrap_or("")));
                 }
                 if let Some(ua) = &live.user_agent {
-                    let text: String = ua
-                        .bind(py)
-                        .as_bytes()
-                        .iter()
-                        .map(|&c| char::from(c))
-                        .collect();
+                    // Latin-1, as ASGI header values are; ASCII (the usual) as is, no copy.
+                    let raw = ua.bind(py).as_bytes();
+                    let text: std::borrow::Cow<'_, str> = if raw.is_ascii() {
+                        // SAFETY: ASCII is valid UTF-8.
+                        std::borrow::Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(raw) })
+                    } else {
+                        std::borrow::Cow::Owned(raw.iter().map(|&c| char::from(c)).collect())
+                    };
                     core.set_attribute(k.user_agent, Value::Str(&text));
                 }
                 core.set_attribute(k.route, Value::Str(route_text));
@@ -993,6 +995,20 @@ fn thrown<'py>(
     Ok(PyErr::from_value(exc))
 }
 
+/// The response headers a request adds (two, three with a caller's `tracestate`).
+type Extra = SmallVec<[Py<PyTuple>; 3]>;
+
+/// `00-{trace}-{span}-{01|00}` on the stack (`format_traceparent` without the String).
+fn traceparent(ctx: &shmtel_core::SpanContext) -> [u8; 55] {
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    context::hex_into(&mut out[3..35], &ctx.trace_id);
+    context::hex_into(&mut out[36..52], &ctx.span_id);
+    if ctx.sampled {
+        out[54] = b'1';
+    }
+    out
+}
+
 /// Call `f(name, value)` for every `(bytes, bytes)` pair of an ASGI header list (others are
 /// skipped: a header the server did not give as bytes is not one we read).
 fn scan_headers<'py>(
@@ -1054,4 +1070,53 @@ fn reset_python_var(var: &Bound<'_, PyAny>, token: &Bound<'_, PyAny>) -> PyResul
         return Err(PyErr::fetch(var.py()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use shmtel_core::SpanContext;
+
+    use super::{traceparent, valid_correlation_id};
+    use crate::context::{hex_into, new_correlation_id_bytes};
+    use crate::propagation::format_traceparent;
+
+    #[test]
+    fn traceparent_on_the_stack_matches_the_formatter() {
+        for sampled in [true, false] {
+            let ctx = SpanContext {
+                trace_id: *b"\x4b\xf9\x2f\x35\x77\xb3\x4d\xa6\xa3\xce\x92\x9d\x0e\x0e\x47\x36",
+                span_id: *b"\x00\xf0\x67\xaa\x0b\xa9\x02\xb7",
+                sampled,
+            };
+            assert_eq!(
+                std::str::from_utf8(&traceparent(&ctx)).unwrap(),
+                format_traceparent(&ctx)
+            );
+        }
+    }
+
+    #[test]
+    fn generated_correlation_ids_are_valid_and_differ() {
+        let (a, b) = (new_correlation_id_bytes(), new_correlation_id_bytes());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            assert!(valid_correlation_id(&id));
+            assert!(id
+                .iter()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        }
+        let mut out = [0u8; 4];
+        hex_into(&mut out, &[0x0f, 0xa0]);
+        assert_eq!(&out, b"0fa0");
+    }
+
+    #[test]
+    fn correlation_ids_from_callers() {
+        assert!(valid_correlation_id(b"req-42 abc"));
+        assert!(!valid_correlation_id(b""));
+        assert!(!valid_correlation_id(b"tab\there"));
+        assert!(!valid_correlation_id(&[b'a'; 129]));
+        assert!(valid_correlation_id(&[b'a'; 128]));
+        assert!(!valid_correlation_id("é".as_bytes()));
+    }
 }

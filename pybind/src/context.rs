@@ -271,3 +271,20 @@ pub fn new_correlation_id() -> String {
     push_hex(&mut s, &next_u64().to_be_bytes());
     s
 }
+
+/// [`new_correlation_id`] on the stack (ASCII).
+pub fn new_correlation_id_bytes() -> [u8; 32] {
+    let mut out = [0u8; 32];
+    hex_into(&mut out[..16], &next_u64().to_be_bytes());
+    hex_into(&mut out[16..], &next_u64().to_be_bytes());
+    out
+}
+
+/// Lowercase hex of `bytes` into `out` (twice as long).
+pub fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
+    }
+}
