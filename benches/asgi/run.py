@@ -25,9 +25,11 @@ shmtel, the multiprocess files for today_mp), the spans at the receiver (a serve
 per request) and the log lines must all equal the requests served.
 
 Variants alternate within each round (the order rotates from round to round); the table shows
-medians over rounds. With `--pin auto` (the default) and one worker, the server and the collector
-run on CPU 0, wrk, this script and the receiver on CPU 1; with more workers than one CPU holds
-nothing is pinned.
+medians over rounds. With `--pin auto` (the default) and one worker, the server runs on CPU 0,
+wrk, this script and the receiver on CPU 1, and the collector where the scheduler puts it (as a
+deployed collector beside pinned workers would run; `--collector-cpu server` pins it to the
+worker's CPU, the worst case, `load` to wrk's); with more workers than one CPU holds nothing is
+pinned.
 
     .venv/bin/python benches/asgi/run.py --seconds 10 --rounds 3 --workers 1,4
     .venv/bin/python benches/asgi/run.py --smoke          # exactness only, ~2 s per variant
@@ -547,7 +549,9 @@ class Bench:
         collector_port = None
         try:
             if variant == "shmtel":
-                collector_cpus = load_cpus if self.args.collector_cpu == "load" else server_cpus
+                collector_cpus = {"any": None, "server": server_cpus, "load": load_cpus}[
+                    self.args.collector_cpu
+                ]
                 collector, collector_port = self.start_collector(run_dir, collector_cpus)
                 procs.append(collector)
             uvicorn, port, pids = self.start_uvicorn(workers, env, run_dir, server_cpus)
@@ -801,9 +805,10 @@ def main() -> int:
     p.add_argument("--pin", choices=("auto", "none"), default="auto", help="taskset pinning")
     p.add_argument(
         "--collector-cpu",
-        choices=("server", "load"),
-        default="server",
-        help="with pinning, the collector shares the server's CPU (default) or wrk's",
+        choices=("any", "server", "load"),
+        default="any",
+        help="with pinning, the collector is left to the scheduler (default, as a deployed "
+        "collector is), or shares the server's CPU (the worst case) or wrk's",
     )
     p.add_argument(
         "--collector-toml",
