@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Instructions per request of one variant of app.py under uvicorn, counted by callgrind: the
+# noise-free companion of run.py's CPU times (a shared machine moves those by several µs).
+#
+#   benches/asgi/instructions.sh VARIANT [N1 N2]      # VARIANT: bare, today, today_mp, shmtel
+#
+# The worker (uvicorn, one worker, asyncio, h11) runs under `valgrind --tool=callgrind` twice,
+# serving N1 and then N2 requests (default 300 and 1300) over one keep-alive connection; the
+# difference of the two totals over N2 - N1 is the cost of a request without the start-up.
+# shmtel's rings are made large enough (64 MiB) that nothing is dropped without a collector.
+# Extra environment (BENCH_*) is passed to the app. Installs Debian's valgrind when missing.
+set -euo pipefail
+
+variant=${1:?usage: instructions.sh VARIANT [N1 N2]}
+n1=${2:-300}
+n2=${3:-1300}
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+python=${PYTHON:-$root/.venv/bin/python}
+if ! command -v valgrind >/dev/null; then
+    sudo=$([ "$(id -u)" = 0 ] || echo sudo)
+    $sudo apt-get install -y -q valgrind || { $sudo apt-get update -q && $sudo apt-get install -y -q valgrind; }
+fi
+
+work=$(mktemp -d /tmp/bench-asgi-cg.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+# Total instructions of a worker that served $1 requests.
+count() {
+    local n=$1 d="$work/$1"
+    mkdir -p "$d/tally" "$d/regions"
+    local port=$((20000 + RANDOM % 20000))
+    (
+        cd "$here"
+        BENCH_VARIANT=$variant BENCH_TALLY_DIR=$d/tally BENCH_LOG_FILE=$d/app.log \
+            SHMTEL_DIR=$d/regions SHMTEL_RING_BYTES=67108864 \
+            exec valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" \
+            "$python" serve.py app:app --app-dir . --host 127.0.0.1 --port "$port" \
+            --workers 1 --loop asyncio --http h11 --no-access-log --log-level warning
+    ) >"$d/server.log" 2>&1 &
+    local pid=$!
+    "$python" - "$port" "$n" <<'EOF'
+import http.client, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+deadline = time.monotonic() + 300
+while True:
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        c.request("GET", "/users/0")
+        c.getresponse().read()
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            sys.exit("the server did not start")
+        time.sleep(0.5)
+for i in range(1, n):
+    c.request("GET", f"/users/{i % 100}")
+    c.getresponse().read()
+EOF
+    kill -TERM "$pid"
+    wait "$pid" || true
+    local served
+    served=$(cat "$d"/tally/* 2>/dev/null || echo "?")
+    if [ "$served" != "$n" ]; then
+        echo "instructions.sh: the worker counted $served requests, expected $n" >&2
+        exit 1
+    fi
+    awk '/^(summary|totals):/ {print $2; exit}' "$d/cg.out"
+}
+
+a=$(count "$n1")
+b=$(count "$n2")
+echo "$variant: $(( (b - a) / (n2 - n1) )) instructions per request (callgrind, $n1 and $n2 requests)"
