@@ -676,7 +676,9 @@ def test_cancelled_request_is_recorded_and_its_context_reset(regions: Regions, u
     assert errors_total("GET", route) == 1.0
     assert duration_count("GET", route) == 1.0
     (span,) = [
-        r for r in regions.records("span") if r["span_kind"] == "server" and r["name"] == f"GET {route}"
+        r
+        for r in regions.records("span")
+        if r["span_kind"] == "server" and r["name"] == f"GET {route}"
     ]
     assert span["status"] == "error"
     # Cancellation is not an application error: no "Request failed" log.
