@@ -572,19 +572,17 @@ impl AsgiRequest {
         let cid = PyString::new(py, unsafe {
             std::str::from_utf8_unchecked(cid_raw.as_bytes())
         });
-        let cid_token = context::set_var(py, context::correlation_var(), cid.as_any())?;
+        // Everything that can fail comes before the context is touched, so that a failure
+        // leaves nothing set in the caller's context.
         let mut extra: Extra = SmallVec::new();
         extra.push(
             PyTuple::new(py, [header_name(py, 0).bind(py).as_any(), cid_raw.as_any()])?.unbind(),
         );
-
         let mut span = None;
-        let mut span_token = None;
-        let mut tracestate_token = None;
+        let mut tracestate_value = None;
         if setup.tracing {
             let mut parent = None;
             let mut root_ratio = None;
-            let mut tracestate_out = None;
             if propagated {
                 let h = headers.as_ref().expect("propagation headers were seen");
                 match propagation::extract(h, setup.sampling_ratio)? {
@@ -599,12 +597,15 @@ impl AsgiRequest {
                         if has_tracestate {
                             if let Some(ts) = propagation::extract_tracestate(h)? {
                                 let value = (propagation::to_hex(&ctx.trace_id), ts.as_str());
-                                let value = value.into_pyobject(py)?;
-                                tracestate_token = Some(
-                                    set_python_var(setup.tracestate_var.bind(py), value.as_any())?
-                                        .unbind(),
+                                tracestate_value = Some(value.into_pyobject(py)?.into_any());
+                                let ts = PyBytes::new(py, ts.as_bytes());
+                                extra.push(
+                                    PyTuple::new(
+                                        py,
+                                        [header_name(py, 2).bind(py).as_any(), ts.as_any()],
+                                    )?
+                                    .unbind(),
                                 );
-                                tracestate_out = Some(PyBytes::new(py, ts.as_bytes()));
                             }
                         }
                     }
@@ -619,9 +620,10 @@ impl AsgiRequest {
                 method_str(py, self.method_idx)
             };
             let s = Span::begin(py, &name, parent, SpanKind::Server, root_ratio)?;
-            span_token = Some(context::set_var(py, context::span_var(), s.as_any())?.unbind());
             let tp = traceparent(&s.get().context());
-            extra.push(
+            // The traceparent goes before a tracestate (the order of the request's headers).
+            extra.insert(
+                1,
                 PyTuple::new(
                     py,
                     [
@@ -631,24 +633,15 @@ impl AsgiRequest {
                 )?
                 .unbind(),
             );
-            if let Some(ts) = tracestate_out {
-                extra.push(
-                    PyTuple::new(py, [header_name(py, 2).bind(py).as_any(), ts.as_any()])?.unbind(),
-                );
-            }
-            span = Some(s.unbind());
+            span = Some(s);
         }
-
         let in_progress = match &setup.families {
             Some(f) => {
                 let m = method_str(py, self.method_idx);
-                let child = mw.in_progress(py, f, self.method_idx, &m)?;
-                child.get().add(1.0);
-                Some(child)
+                Some(mw.in_progress(py, f, self.method_idx, &m)?)
             }
             None => None,
         };
-
         let send = Bound::new(
             py,
             AsgiSend {
@@ -657,11 +650,39 @@ impl AsgiRequest {
                 status: AtomicU16::new(0),
             },
         )?;
+
+        let cid_token = context::set_var(py, context::correlation_var(), cid.as_any())?;
+        let tracestate_token = match &tracestate_value {
+            Some(v) => match set_python_var(setup.tracestate_var.bind(py), v) {
+                Ok(t) => Some(t.unbind()),
+                Err(e) => {
+                    let _ = context::reset_var(py, context::correlation_var(), &cid_token);
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let span_token = match &span {
+            Some(s) => match context::set_var(py, context::span_var(), s.as_any()) {
+                Ok(t) => Some(t.unbind()),
+                Err(e) => {
+                    if let Some(t) = &tracestate_token {
+                        let _ = reset_python_var(setup.tracestate_var.bind(py), t.bind(py));
+                    }
+                    let _ = context::reset_var(py, context::correlation_var(), &cid_token);
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        if let Some(g) = &in_progress {
+            g.get().add(1.0);
+        }
         self.live = Some(Live {
             start: Instant::now(),
             send: send.clone().unbind(),
             user_agent: user_agent.map(Bound::unbind),
-            span,
+            span: span.map(Bound::unbind),
             span_token,
             cid_token: cid_token.unbind(),
             tracestate_token,

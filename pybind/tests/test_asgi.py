@@ -743,3 +743,30 @@ def test_servers_see_an_asgi3_app() -> None:
     config.load()
     assert config.interface == "asgi3"
     assert ObservabilityMiddleware(plain_app, config=CONFIG).app is plain_app
+
+
+def test_a_request_that_cannot_start_leaves_the_context_untouched(uid: str) -> None:
+    reached: list[bool] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        reached.append(True)
+
+    middleware = ObservabilityMiddleware(app, config=CONFIG)
+    # A caller's traceparent makes the middleware read every header; the second "header" is not
+    # a (name, value) pair, which the propagation parser rejects.
+    headers = [(b"traceparent", f"00-{TRACE_ID}-{PARENT_ID}-01".encode()), 42]
+    before = in_progress("GET")
+
+    async def go() -> None:
+        with pytest.raises(TypeError):
+            await middleware(
+                {"type": "http", "method": "GET", "path": f"/{uid}", "headers": headers},
+                _receive,
+                _send,
+            )
+        assert _native.get_correlation_id() is None
+        assert current_span() is None
+
+    run(go())
+    assert not reached
+    assert in_progress("GET") == before
