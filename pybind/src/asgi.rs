@@ -620,7 +620,7 @@ impl AsgiRequest {
                 method_str(py, self.method_idx)
             };
             let s = Span::begin(py, &name, parent, SpanKind::Server, root_ratio)?;
-            let tp = traceparent(&s.get().context());
+            let tp = propagation::traceparent_bytes(&s.get().context());
             // The traceparent goes before a tracestate (the order of the request's headers).
             extra.insert(
                 1,
@@ -749,9 +749,8 @@ impl AsgiRequest {
                 }
             }
             Err(e) => {
-                let fin = self.finish(py, Some(&e));
                 // The app's error wins over one of ours.
-                let _ = fin;
+                let _ = self.finish(py, Some(&e));
                 Err(e)
             }
         }
@@ -1019,17 +1018,6 @@ fn thrown<'py>(
 /// The response headers a request adds (two, three with a caller's `tracestate`).
 type Extra = SmallVec<[Py<PyTuple>; 3]>;
 
-/// `00-{trace}-{span}-{01|00}` on the stack (`format_traceparent` without the String).
-fn traceparent(ctx: &shmtel_core::SpanContext) -> [u8; 55] {
-    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
-    context::hex_into(&mut out[3..35], &ctx.trace_id);
-    context::hex_into(&mut out[36..52], &ctx.span_id);
-    if ctx.sampled {
-        out[54] = b'1';
-    }
-    out
-}
-
 /// Call `f(name, value)` for every `(bytes, bytes)` pair of an ASGI header list (others are
 /// skipped: a header the server did not give as bytes is not one we read).
 fn scan_headers<'py>(
@@ -1095,26 +1083,8 @@ fn reset_python_var(var: &Bound<'_, PyAny>, token: &Bound<'_, PyAny>) -> PyResul
 
 #[cfg(test)]
 mod tests {
-    use shmtel_core::SpanContext;
-
-    use super::{traceparent, valid_correlation_id};
-    use crate::context::{hex_into, new_correlation_id_bytes};
-    use crate::propagation::format_traceparent;
-
-    #[test]
-    fn traceparent_on_the_stack_matches_the_formatter() {
-        for sampled in [true, false] {
-            let ctx = SpanContext {
-                trace_id: *b"\x4b\xf9\x2f\x35\x77\xb3\x4d\xa6\xa3\xce\x92\x9d\x0e\x0e\x47\x36",
-                span_id: *b"\x00\xf0\x67\xaa\x0b\xa9\x02\xb7",
-                sampled,
-            };
-            assert_eq!(
-                std::str::from_utf8(&traceparent(&ctx)).unwrap(),
-                format_traceparent(&ctx)
-            );
-        }
-    }
+    use super::valid_correlation_id;
+    use crate::context::new_correlation_id_bytes;
 
     #[test]
     fn generated_correlation_ids_are_valid_and_differ() {
@@ -1126,9 +1096,6 @@ mod tests {
                 .iter()
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         }
-        let mut out = [0u8; 4];
-        hex_into(&mut out, &[0x0f, 0xa0]);
-        assert_eq!(&out, b"0fa0");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyString;
 use shmtel_core::SpanContext;
 
-use crate::propagation::{parse_ids, push_hex, to_hex};
+use crate::propagation::{hex_into, parse_ids, push_hex, to_hex};
 use crate::span::Span;
 
 static SPAN_VAR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -278,13 +278,4 @@ pub fn new_correlation_id_bytes() -> [u8; 32] {
     hex_into(&mut out[..16], &next_u64().to_be_bytes());
     hex_into(&mut out[16..], &next_u64().to_be_bytes());
     out
-}
-
-/// Lowercase hex of `bytes` into `out` (twice as long).
-pub fn hex_into(out: &mut [u8], bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0xf)];
-    }
 }

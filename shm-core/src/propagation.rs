@@ -276,13 +276,20 @@ pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
 
 /// `00-{trace}-{span}-{01|00}`.
 pub fn format_traceparent(ctx: &SpanContext) -> String {
-    let mut s = String::with_capacity(55);
-    s.push_str("00-");
-    push_hex(&mut s, &ctx.trace_id);
-    s.push('-');
-    push_hex(&mut s, &ctx.span_id);
-    s.push_str(if ctx.sampled { "-01" } else { "-00" });
-    s
+    let bytes = traceparent_bytes(ctx);
+    // Hex digits and dashes only.
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// [`format_traceparent`] on the stack (ASCII), for callers that need no `String`.
+pub fn traceparent_bytes(ctx: &SpanContext) -> [u8; 55] {
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+    hex_into(&mut out[3..35], &ctx.trace_id);
+    hex_into(&mut out[36..52], &ctx.span_id);
+    if ctx.sampled {
+        out[54] = b'1';
+    }
+    out
 }
 
 /// Validate a W3C `tracestate` header: comma-separated `key=value` members (empty members and
@@ -559,10 +566,19 @@ pub fn inject(
 
 /// Append `bytes` as lowercase hex.
 pub fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
+        out.push(HEX_DIGITS[(b >> 4) as usize] as char);
+        out.push(HEX_DIGITS[(b & 15) as usize] as char);
+    }
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Lowercase hex of `bytes` into `out`, which is twice as long (no allocation).
+pub fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX_DIGITS[usize::from(b >> 4)];
+        pair[1] = HEX_DIGITS[usize::from(b & 15)];
     }
 }
 

@@ -8,7 +8,8 @@ use proptest::prelude::*;
 use shmtel_core::propagation::{
     extract, extract_b3_multi, extract_sampling_only, format_b3_single, format_traceparent,
     format_uber_trace_id, inject, parse_b3_single, parse_traceparent, parse_tracestate,
-    parse_uber_trace_id, to_hex, B3Single, Extracted, Format, Formats, Sampling, HEADER_NAMES,
+    parse_uber_trace_id, to_hex, traceparent_bytes, B3Single, Extracted, Format, Formats, Sampling,
+    HEADER_NAMES,
 };
 use shmtel_core::SpanContext;
 
@@ -45,6 +46,10 @@ fn w3c_spec_examples() {
     assert!(!c.sampled);
     let c = parse_traceparent(TP).unwrap();
     assert_eq!(format_traceparent(&c), TP);
+    assert_eq!(&traceparent_bytes(&c), TP.as_bytes());
+    let unsampled = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-00";
+    let c = parse_traceparent(unsampled).unwrap();
+    assert_eq!(&traceparent_bytes(&c), unsampled.as_bytes());
 }
 
 #[test]
