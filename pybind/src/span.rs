@@ -124,19 +124,28 @@ impl Span {
     /// End the span as `__exit__` does (an exception event and an error status for `error`,
     /// else an OK status, unless a status was set), without touching the context.
     pub(crate) fn close(&self, py: Python<'_>, error: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        let Some(e) = error else {
+            // The common end, under one lock: an OK status unless one was set, and the core
+            // span taken out to be written.
+            let core = {
+                let mut st = self.lock();
+                if !st.status_set {
+                    st.status_set = true;
+                    if let Some(core) = st.core.as_mut() {
+                        core.set_status(SpanStatus::Ok);
+                    }
+                }
+                st.core.take()
+            };
+            if let Some(core) = core {
+                core.end();
+            }
+            return Ok(());
+        };
         let status_set = self.lock().status_set;
-        match error {
-            Some(e) => {
-                self.exception(py, e)?;
-                if !status_set {
-                    self.status(SpanStatus::Error, &crate::values::display(e));
-                }
-            }
-            None => {
-                if !status_set {
-                    self.status(SpanStatus::Ok, "");
-                }
-            }
+        self.exception(py, e)?;
+        if !status_set {
+            self.status(SpanStatus::Error, &crate::values::display(e));
         }
         self.end_now();
         Ok(())
@@ -488,28 +497,6 @@ impl Span {
         let _ = tb;
         let py = slf.py();
         let this = slf.get();
-        let failed = exc_type.is_some_and(|t| !t.is_none());
-        if !failed {
-            // The common exit, under one lock: the token, an OK status unless one was set, and
-            // the core span taken out to be written.
-            let (token, core) = {
-                let mut st = this.lock();
-                if !st.status_set {
-                    st.status_set = true;
-                    if let Some(core) = st.core.as_mut() {
-                        core.set_status(SpanStatus::Ok);
-                    }
-                }
-                (st.tokens.pop(), st.core.take())
-            };
-            if let Some(core) = core {
-                core.end();
-            }
-            if let Some(token) = token {
-                context::reset_var(py, context::span_var(), token.bind(py))?;
-            }
-            return Ok(false);
-        }
         let token = this.lock().tokens.pop();
         match (exc_type, exc.filter(|e| !e.is_none())) {
             (Some(t), Some(e)) if !t.is_none() => this.close(py, Some(e))?,
