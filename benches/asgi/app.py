@@ -14,8 +14,10 @@ variant is chosen by `BENCH_VARIANT`:
   an excluded URL);
 - `today_mp`: the same with prometheus_client in multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`
   set by the driver; `/metrics` aggregates the directory as the docs show);
-- `shmtel`: shmtel's `setup_observability` (server span, RED metrics, correlation id, response
-  headers), every request traced (sampling ratio 1.0), and shmtel's API in the handler:
+- `shmtel`: shmtel's `setup_observability` (server span, RED metrics, correlation id, the
+  `x-correlation-id` response header, and the span's `traceparent` or `traceresponse` too when
+  `BENCH_RESPONSE_HEADER` names one), every request traced (sampling ratio 1.0), and shmtel's
+  API in the handler:
   `start_span`, a `Counter`, `shmtel.info` with two fields. The collector beside the workers
   does the rest (scrape, OTLP export, JSON lines).
 
@@ -252,7 +254,12 @@ def build_shmtel() -> ASGIApp:
         app,
         {
             "metrics": {"namespace": ""},
-            "tracing": {"service_name": SERVICE, "sampling_ratio": 1.0},
+            "tracing": {
+                "service_name": SERVICE,
+                "sampling_ratio": 1.0,
+                # None (the default): only x-correlation-id goes back to the caller.
+                "response_header": os.environ.get("BENCH_RESPONSE_HEADER") or None,
+            },
         },
     )
     return app

@@ -821,11 +821,21 @@ def main() -> int:
         default=0,
         help="SHMTEL_RING_BYTES for the shmtel workers (default: the library's, 1 MiB)",
     )
+    p.add_argument(
+        "--response-header",
+        choices=("none", "traceresponse", "traceparent"),
+        default="none",
+        help="shmtel's tracing.response_header: the span's ids in every response besides "
+        "x-correlation-id (default none, the library's default)",
+    )
     p.add_argument("--smoke", action="store_true", help="2 s per variant, 1 round, exactness only")
     p.add_argument("--profile", choices=VARIANTS, help="py-spy --native the first worker")
     p.add_argument("--keep", action="store_true", help="keep the run directories (logs, config)")
     p.add_argument("--json", type=Path, help="JSON output (default <target>/bench-asgi.json)")
     args = p.parse_args()
+    os.environ.pop("BENCH_RESPONSE_HEADER", None)  # read by app.py
+    if args.response_header != "none":
+        os.environ["BENCH_RESPONSE_HEADER"] = args.response_header
     if args.smoke:
         args.seconds, args.rounds, args.warmup = 2, 1, 1
     variants = [v for v in args.variants.split(",") if v]

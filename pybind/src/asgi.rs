@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use pyo3::exceptions::{PyException, PyRuntimeError, PyStopIteration, PyTypeError};
+use pyo3::exceptions::{PyException, PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -89,6 +89,9 @@ struct Keys {
 struct Setup {
     app: Py<PyAny>,
     tracing: bool,
+    /// The response header with the server span's ids: `TRACEPARENT` (with the caller's
+    /// tracestate), `TRACERESPONSE`, or none.
+    response_header: Option<usize>,
     /// The sampling ratio for a caller's context that carries no decision.
     sampling_ratio: Option<f64>,
     families: Option<Families>,
@@ -326,14 +329,21 @@ fn method_index(method: &str) -> usize {
     METHODS.iter().position(|m| *m == method).unwrap_or(OTHER)
 }
 
+/// Indices of [`header_name`].
+const CORRELATION_ID: usize = 0;
+const TRACEPARENT: usize = 1;
+const TRACESTATE: usize = 2;
+const TRACERESPONSE: usize = 3;
+
 /// A header name as bytes, once per process.
 fn header_name(py: Python<'_>, which: usize) -> &'static Py<PyBytes> {
-    static NAMES: PyOnceLock<[Py<PyBytes>; 3]> = PyOnceLock::new();
+    static NAMES: PyOnceLock<[Py<PyBytes>; 4]> = PyOnceLock::new();
     &NAMES.get_or_init(py, || {
         [
             PyBytes::new(py, b"x-correlation-id").unbind(),
             PyBytes::new(py, b"traceparent").unbind(),
             PyBytes::new(py, b"tracestate").unbind(),
+            PyBytes::new(py, b"traceresponse").unbind(),
         ]
     })[which]
 }
@@ -352,16 +362,28 @@ impl AsgiMiddleware {
     }
 
     /// Set what the middleware records (once; the subclass's `__init__` calls it).
-    #[pyo3(signature = (*, app, tracing, sampling_ratio, families, tracestate_var, unmatched))]
+    #[pyo3(signature = (*, app, tracing, response_header, sampling_ratio, families, tracestate_var, unmatched))]
+    #[allow(clippy::too_many_arguments)]
     fn _configure(
         &self,
         app: Py<PyAny>,
         tracing: bool,
+        response_header: Option<&str>,
         sampling_ratio: Option<f64>,
         families: Option<FamilyObjects>,
         tracestate_var: Py<PyAny>,
         unmatched: Py<PyString>,
     ) -> PyResult<()> {
+        let response_header = match response_header {
+            None => None,
+            Some("traceparent") => Some(TRACEPARENT),
+            Some("traceresponse") => Some(TRACERESPONSE),
+            Some(other) => {
+                return Err(PyValueError::new_err(format!(
+                    "response_header must be None, 'traceresponse' or 'traceparent', got {other:?}"
+                )))
+            }
+        };
         let keys = Keys {
             method: symbol_of_text("http.request.method"),
             path: symbol_of_text("url.path"),
@@ -377,6 +399,7 @@ impl AsgiMiddleware {
         let setup = Setup {
             app,
             tracing,
+            response_header,
             sampling_ratio,
             families: families.map(|(requests, duration, in_progress, errors)| Families {
                 requests,
@@ -576,10 +599,18 @@ impl AsgiRequest {
         // leaves nothing set in the caller's context.
         let mut extra: Extra = SmallVec::new();
         extra.push(
-            PyTuple::new(py, [header_name(py, 0).bind(py).as_any(), cid_raw.as_any()])?.unbind(),
+            PyTuple::new(
+                py,
+                [
+                    header_name(py, CORRELATION_ID).bind(py).as_any(),
+                    cid_raw.as_any(),
+                ],
+            )?
+            .unbind(),
         );
         let mut span = None;
         let mut tracestate_value = None;
+        let mut tracestate_raw = None;
         if setup.tracing {
             let mut parent = None;
             let mut root_ratio = None;
@@ -598,14 +629,7 @@ impl AsgiRequest {
                             if let Some(ts) = propagation::extract_tracestate(h)? {
                                 let value = (propagation::to_hex(&ctx.trace_id), ts.as_str());
                                 tracestate_value = Some(value.into_pyobject(py)?.into_any());
-                                let ts = PyBytes::new(py, ts.as_bytes());
-                                extra.push(
-                                    PyTuple::new(
-                                        py,
-                                        [header_name(py, 2).bind(py).as_any(), ts.as_any()],
-                                    )?
-                                    .unbind(),
-                                );
+                                tracestate_raw = Some(ts);
                             }
                         }
                     }
@@ -620,19 +644,33 @@ impl AsgiRequest {
                 method_str(py, self.method_idx)
             };
             let s = Span::begin(py, &name, parent, SpanKind::Server, root_ratio)?;
-            let tp = propagation::traceparent_bytes(&s.get().context());
-            // The traceparent goes before a tracestate (the order of the request's headers).
-            extra.insert(
-                1,
-                PyTuple::new(
-                    py,
-                    [
-                        header_name(py, 1).bind(py).as_any(),
-                        PyBytes::new(py, &tp).as_any(),
-                    ],
-                )?
-                .unbind(),
-            );
+            if let Some(which) = setup.response_header {
+                let tp = propagation::traceparent_bytes(&s.get().context());
+                extra.push(
+                    PyTuple::new(
+                        py,
+                        [
+                            header_name(py, which).bind(py).as_any(),
+                            PyBytes::new(py, &tp).as_any(),
+                        ],
+                    )?
+                    .unbind(),
+                );
+                // A traceparent takes the caller's tracestate along (W3C Level 1 propagation);
+                // Level 2's traceresponse has no tracestate.
+                if let Some(ts) = tracestate_raw.filter(|_| which == TRACEPARENT) {
+                    extra.push(
+                        PyTuple::new(
+                            py,
+                            [
+                                header_name(py, TRACESTATE).bind(py).as_any(),
+                                PyBytes::new(py, ts.as_bytes()).as_any(),
+                            ],
+                        )?
+                        .unbind(),
+                    );
+                }
+            }
             span = Some(s);
         }
         let in_progress = match &setup.families {

@@ -30,6 +30,8 @@ PARENT_ID = "00f067aa0ba902b7"
 CONFIG: dict[str, Any] = {
     "tracing": {"sampling_ratio": 1.0, "service_name": "asgi-tests", "service_version": "9.9"}
 }
+# The same, with the server span's traceparent in every response.
+TRACEPARENT: dict[str, Any] = {"tracing": {**CONFIG["tracing"], "response_header": "traceparent"}}
 
 
 async def whoami(request: Request) -> JSONResponse:
@@ -188,7 +190,7 @@ def test_unmatched_and_errors(regions: Regions, uid: str) -> None:
 
 def test_response_headers_and_correlation(regions: Regions, uid: str) -> None:
     app = starlette_app(uid)
-    setup_observability(app, CONFIG)
+    setup_observability(app, TRACEPARENT)
 
     async def go() -> tuple[httpx.Response, httpx.Response]:
         async with client(app) as c:
@@ -223,9 +225,50 @@ def test_response_headers_and_correlation(regions: Regions, uid: str) -> None:
     assert handler_log["fields"]["user"] == "7"
 
 
+def test_response_header_choices(uid: str) -> None:
+    """By default only the correlation id goes back; the span's ids only when configured."""
+    incoming = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01", "tracestate": "rojo=00f067aa"}
+
+    def get(config: dict[str, Any], headers: dict[str, str]) -> httpx.Response:
+        app = starlette_app(uid)
+        setup_observability(app, config)
+
+        async def go() -> httpx.Response:
+            async with client(app) as c:
+                return await c.get(f"/{uid}/users/3", headers=headers)
+
+        response: httpx.Response = run(go())
+        assert response.status_code == 200
+        return response
+
+    trace_headers = {"traceparent", "traceresponse", "tracestate"}
+    for headers in ({}, incoming):
+        default = get(CONFIG, headers)
+        assert re.fullmatch(r"[0-9a-f]{32}", default.headers["x-correlation-id"])
+        assert not trace_headers & set(default.headers)
+        assert default.json()["trace_id"] == (TRACE_ID if headers else default.json()["trace_id"])
+
+    level2 = {"tracing": {**CONFIG["tracing"], "response_header": "traceresponse"}}
+    response = get(level2, incoming)
+    body = response.json()
+    assert response.headers["traceresponse"] == f"00-{TRACE_ID}-{body['span_id']}-01"
+    assert "x-correlation-id" in response.headers
+    assert "traceparent" not in response.headers and "tracestate" not in response.headers
+
+    response = get(TRACEPARENT, incoming)
+    body = response.json()
+    assert response.headers["traceparent"] == f"00-{TRACE_ID}-{body['span_id']}-01"
+    assert response.headers["tracestate"] == "rojo=00f067aa"
+    assert "traceresponse" not in response.headers
+
+    for wrong in ("TraceParent", "b3", 1):
+        with pytest.raises(ValueError, match="response_header"):
+            setup_observability(starlette_app(uid), {"tracing": {"response_header": wrong}})
+
+
 def test_incoming_traceparent(regions: Regions, uid: str) -> None:
     app = starlette_app(uid)
-    setup_observability(app, CONFIG)
+    setup_observability(app, TRACEPARENT)
 
     async def go() -> httpx.Response:
         async with client(app) as c:
@@ -244,7 +287,7 @@ def test_incoming_traceparent(regions: Regions, uid: str) -> None:
 
 def test_incoming_unsampled_traceparent(regions: Regions, uid: str) -> None:
     app = starlette_app(uid)
-    setup_observability(app, CONFIG)
+    setup_observability(app, TRACEPARENT)
 
     async def go() -> httpx.Response:
         async with client(app) as c:
@@ -474,7 +517,7 @@ def test_fastapi(regions: Regions, uid: str) -> None:
         return {"name": name, "cid": _native.get_correlation_id()}
 
     app.include_router(router)
-    setup_observability(app, CONFIG)
+    setup_observability(app, TRACEPARENT)
 
     async def go() -> list[httpx.Response]:
         async with client(app) as c:
@@ -520,7 +563,7 @@ async def plain_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def test_plain_asgi_app(uid: str) -> None:
-    app = ObservabilityMiddleware(plain_app, config=CONFIG)
+    app = ObservabilityMiddleware(plain_app, config=TRACEPARENT)
     before = requests_total("GET", UNMATCHED, 200)
 
     async def go() -> httpx.Response:

@@ -57,7 +57,9 @@ def app(uid: str) -> Iterator[Starlette]:
         return PlainTextResponse("ok")
 
     app = Starlette(routes=[Route(f"/{uid}/orders/{{n}}", order)])
-    shmtel.setup_observability(app, {"tracing": {"sampling_ratio": 1.0}})
+    shmtel.setup_observability(
+        app, {"tracing": {"sampling_ratio": 1.0, "response_header": "traceparent"}}
+    )
     yield app
     log.removeHandler(handler)
     direct.removeHandler(handler)

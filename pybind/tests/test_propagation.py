@@ -27,7 +27,14 @@ TP = f"00-{TRACE}-{SPAN}-01"
 B3_TRACE = "80f198ee56343ba864fe8b2a57d3eff7"
 B3_SPAN = "e457b5a2e4d86bd1"
 B3_PARENT = "05e3ac9a4f6e3b90"
-CONFIG: dict[str, Any] = {"tracing": {"sampling_ratio": 1.0, "service_name": "prop-tests"}}
+# The middleware's traceparent/tracestate response headers are what these tests read back.
+CONFIG: dict[str, Any] = {
+    "tracing": {
+        "sampling_ratio": 1.0,
+        "service_name": "prop-tests",
+        "response_header": "traceparent",
+    }
+}
 
 
 def ctx(headers: Any, **kw: Any) -> tuple[str, str, bool] | None:
@@ -419,9 +426,9 @@ def run(coro: Awaitable[Any]) -> Any:
     return asyncio.run(main())
 
 
-def call(uid: str, headers: dict[str, str]) -> httpx.Response:
+def call(uid: str, headers: dict[str, str], config: dict[str, Any] = CONFIG) -> httpx.Response:
     app = Starlette(routes=[Route(f"/{uid}/h", handler)])
-    shmtel.setup_observability(app, CONFIG)
+    shmtel.setup_observability(app, config)
 
     async def go() -> httpx.Response:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
@@ -506,6 +513,11 @@ def test_middleware_passes_tracestate(uid: str) -> None:
         "traceparent": f"00-{TRACE}-{body['span_id']}-01",
         "b3": f"{TRACE}-{body['span_id']}-1",
     } | {"tracestate": state}
+    # without a trace response header the handler still passes the caller's tracestate on
+    quiet = {"tracing": {"sampling_ratio": 1.0, "service_name": "prop-tests"}}
+    response = call(uid, {"traceparent": TP, "tracestate": state}, quiet)
+    assert "tracestate" not in response.headers and "traceparent" not in response.headers
+    assert response.json()["outgoing"]["tracestate"] == state
     # an invalid tracestate is dropped; one without a (valid) traceparent is ignored
     assert "tracestate" not in call(uid, {"traceparent": TP, "tracestate": "A=1"}).headers
     response = call(uid, {"traceparent": "junk", "tracestate": state})

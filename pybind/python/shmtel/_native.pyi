@@ -361,6 +361,7 @@ class _AsgiMiddleware:
         *,
         app: Callable[..., Any],
         tracing: bool,
+        response_header: Literal["traceresponse", "traceparent"] | None,
         sampling_ratio: float | None,
         families: tuple[Any, Any, Any, Any] | None,
         tracestate_var: contextvars.ContextVar[Any],

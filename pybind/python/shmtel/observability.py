@@ -144,9 +144,19 @@ class MetricConfig:
         self.default_buckets = tuple(float(b) for b in buckets)
 
 
+_RESPONSE_HEADERS = (None, "traceresponse", "traceparent")
+
+
 @dataclass
 class TracingConfig:
-    """Tracing settings: ``sampling_ratio`` is the TraceIdRatioBased ratio of new root spans."""
+    """Tracing settings: ``sampling_ratio`` is the TraceIdRatioBased ratio of new root spans.
+
+    ``response_header`` is the header that tells an HTTP caller the server span's ids (the ASGI
+    middleware adds it to every response): None (the default: the trace stays internal, as with
+    OpenTelemetry's instrumentations), ``"traceresponse"`` (W3C Trace Context Level 2) or
+    ``"traceparent"`` (with the caller's valid ``tracestate`` echoed, the middleware's earlier
+    default).
+    """
 
     enabled: bool = True
     service_name: str = "covet-service"
@@ -155,9 +165,15 @@ class TracingConfig:
     sampling_ratio: float = 0.1
     max_span_attributes: int = 32
     max_span_events: int = 32
+    response_header: Literal["traceresponse", "traceparent"] | None = None
 
     def __post_init__(self) -> None:
         owner = "TracingConfig"
+        if self.response_header not in _RESPONSE_HEADERS:
+            raise ValueError(
+                f"{owner}.response_header must be one of {_RESPONSE_HEADERS}, "
+                f"got {self.response_header!r}"
+            )
         _require_bool(owner, "enabled", self.enabled)
         if not isinstance(self.service_name, str) or not self.service_name.strip():
             raise ValueError(
