@@ -9,8 +9,9 @@ fresh set of processes:
   (scraped every second by this script), `[export.otlp]` to the receiver, logs as JSON lines to
   a file (`[[logs.file]]`, stdout off); for `today` and `today_mp` the app's own `/metrics` is
   scraped every second instead;
-- `uvicorn --workers N --loop asyncio --http h11 --no-access-log` on 127.0.0.1, started through
-  `serve.py` (uvicorn's own CLI, with TCP_NODELAY on the workers' connections: see there why).
+- `uvicorn --workers N --loop asyncio --http h11 --no-access-log` (`--http httptools` to compare)
+  on 127.0.0.1, started through `serve.py` (uvicorn's own CLI, with TCP_NODELAY on the workers'
+  connections: see there why).
 
 Then a warm-up (`wrk`, 2 s), and the measured run: `wrk -t1 -c32 -d<seconds> --latency` with a
 Lua script that counts the requests wrk sends. Worker and collector CPU come from /proc/<pid>/stat
@@ -513,7 +514,7 @@ class Bench:
             "--loop",
             "asyncio",
             "--http",
-            "h11",
+            self.args.http,
             "--no-access-log",
             "--log-level",
             "info",
@@ -820,6 +821,12 @@ def main() -> int:
         type=int,
         default=0,
         help="SHMTEL_RING_BYTES for the shmtel workers (default: the library's, 1 MiB)",
+    )
+    p.add_argument(
+        "--http",
+        choices=("h11", "httptools"),
+        default="h11",
+        help="uvicorn's HTTP/1.1 protocol (h11, the issue's; httptools to compare)",
     )
     p.add_argument(
         "--response-header",

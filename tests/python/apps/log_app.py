@@ -60,4 +60,5 @@ async def order(request: Request) -> JSONResponse:
 
 
 app = Starlette(routes=[Route("/orders/{n}", order)])
-setup_observability(app, {"tracing": {"sampling_ratio": 1.0}})
+# The tests read the server span's ids back from the response's traceparent.
+setup_observability(app, {"tracing": {"sampling_ratio": 1.0, "response_header": "traceparent"}})

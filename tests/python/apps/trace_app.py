@@ -66,7 +66,12 @@ obs = setup_observability(
     app,
     {
         "metrics": {"namespace": ""},
-        "tracing": {"service_name": "e2e-trace", "sampling_ratio": 1.0},
+        # The tests read the server span's ids back from the response's traceparent.
+        "tracing": {
+            "service_name": "e2e-trace",
+            "sampling_ratio": 1.0,
+            "response_header": "traceparent",
+        },
     },
 )
 
