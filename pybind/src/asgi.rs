@@ -536,7 +536,8 @@ struct Live {
     user_agent: Option<Py<PyBytes>>,
     span: Option<Py<Span>>,
     span_token: Option<Py<PyAny>>,
-    cid_token: Py<PyAny>,
+    /// Set only when the id is not carried by the server span.
+    cid_token: Option<Py<PyAny>>,
     tracestate_token: Option<Py<PyAny>>,
     in_progress: Option<Py<GaugeChild>>,
 }
@@ -608,6 +609,10 @@ impl AsgiRequest {
             )?
             .unbind(),
         );
+        // The request's id rides on its server span (one context variable set per request, not
+        // two), unless the context has an id of its own (`set_correlation_id` before the
+        // request), which the request's must override in the context; so it must without a span.
+        let cid_in_context = !setup.tracing || context::correlation_is_set(py);
         let mut span = None;
         let mut tracestate_value = None;
         let mut tracestate_raw = None;
@@ -643,7 +648,8 @@ impl AsgiRequest {
             } else {
                 method_str(py, self.method_idx)
             };
-            let s = Span::begin(py, &name, parent, SpanKind::Server, root_ratio)?;
+            let request_cid = (!cid_in_context).then(|| cid.clone().unbind());
+            let s = Span::begin(py, &name, parent, SpanKind::Server, root_ratio, request_cid)?;
             if let Some(which) = setup.response_header {
                 let tp = propagation::traceparent_bytes(&s.get().context());
                 extra.push(
@@ -689,12 +695,25 @@ impl AsgiRequest {
             },
         )?;
 
-        let cid_token = context::set_var(py, context::correlation_var(), cid.as_any())?;
+        let cid_token = if cid_in_context {
+            Some(context::set_var(
+                py,
+                context::correlation_var(),
+                cid.as_any(),
+            )?)
+        } else {
+            None
+        };
+        let undo_cid = |py: Python<'_>| {
+            if let Some(t) = &cid_token {
+                let _ = context::reset_var(py, context::correlation_var(), t);
+            }
+        };
         let tracestate_token = match &tracestate_value {
             Some(v) => match set_python_var(setup.tracestate_var.bind(py), v) {
                 Ok(t) => Some(t.unbind()),
                 Err(e) => {
-                    let _ = context::reset_var(py, context::correlation_var(), &cid_token);
+                    undo_cid(py);
                     return Err(e);
                 }
             },
@@ -707,7 +726,7 @@ impl AsgiRequest {
                     if let Some(t) = &tracestate_token {
                         let _ = reset_python_var(setup.tracestate_var.bind(py), t.bind(py));
                     }
-                    let _ = context::reset_var(py, context::correlation_var(), &cid_token);
+                    undo_cid(py);
                     return Err(e);
                 }
             },
@@ -722,7 +741,7 @@ impl AsgiRequest {
             user_agent: user_agent.map(Bound::unbind),
             span: span.map(Bound::unbind),
             span_token,
-            cid_token: cid_token.unbind(),
+            cid_token: cid_token.map(Bound::unbind),
             tracestate_token,
             in_progress,
         });
@@ -919,11 +938,14 @@ impl AsgiRequest {
         if let Some(t) = &live.tracestate_token {
             result = result.and(reset_python_var(setup.tracestate_var.bind(py), t.bind(py)));
         }
-        result.and(context::reset_var(
-            py,
-            context::correlation_var(),
-            live.cid_token.bind(py),
-        ))
+        if let Some(t) = &live.cid_token {
+            result = result.and(context::reset_var(
+                py,
+                context::correlation_var(),
+                t.bind(py),
+            ));
+        }
+        result
     }
 }
 

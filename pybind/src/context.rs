@@ -1,5 +1,10 @@
 //! The current span and correlation id, kept in `contextvars` (Python tasks share threads, so
 //! the core's per-thread current span cannot be used), and the functions that set them.
+//!
+//! The correlation id is, innermost first: the value `set_correlation_id` put in the context
+//! (`False` when it cleared it: then there is none), else the request id carried by the current
+//! span (the ASGI middleware gives its server span the request's id, and spans started under it
+//! inherit it). So a request needs one context variable set, the span, not two.
 
 use std::cell::Cell;
 use std::ptr;
@@ -138,10 +143,25 @@ pub fn current_ids(py: Python<'_>) -> Option<SpanContext> {
     }
 }
 
-/// The current correlation id, if set (a str). Used borrowed from the returned object.
+/// The current correlation id, if any (a str): the context's own (see the module docs), else
+/// the current span's request id.
 #[inline]
 pub fn correlation(py: Python<'_>) -> Option<Bound<'_, PyString>> {
-    get_var(py, &CORRELATION_VAR)?.cast_into::<PyString>().ok()
+    match get_var(py, &CORRELATION_VAR) {
+        // A str, or False: cleared.
+        Some(v) if !v.is_none() => v.cast_into::<PyString>().ok(),
+        _ => match current(py) {
+            Current::Local(s) => s.get().request_cid(py),
+            _ => None,
+        },
+    }
+}
+
+/// Whether `set_correlation_id` set (or cleared) the correlation id in this context: then a
+/// request's own id must be set in the context too, to take precedence.
+#[inline]
+pub fn correlation_is_set(py: Python<'_>) -> bool {
+    get_var(py, &CORRELATION_VAR).is_some_and(|v| !v.is_none())
 }
 
 /// A propagated parent made current by `set_trace_context`: not a span of this process.
@@ -214,7 +234,12 @@ pub fn set_correlation_id<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     match cid {
         Some(s) => set_var(py, &CORRELATION_VAR, s.as_any()),
-        None => set_var(py, &CORRELATION_VAR, &py.None().into_bound(py)),
+        // False, not None: cleared here, so a current span's request id does not show through.
+        None => set_var(
+            py,
+            &CORRELATION_VAR,
+            pyo3::types::PyBool::new(py, false).as_any(),
+        ),
     }
 }
 

@@ -48,6 +48,10 @@ struct State {
 pub struct Span {
     ctx: SpanContext,
     parent: Option<[u8; 8]>,
+    /// The correlation id of the request the span belongs to: given to the ASGI middleware's
+    /// server span, inherited by the spans started while one that has it is current. Read by
+    /// `context::correlation` when no id is set in the context itself.
+    request_cid: Option<Py<PyString>>,
     state: Mutex<State>,
 }
 
@@ -58,18 +62,26 @@ impl Span {
         self.ctx
     }
 
+    /// The correlation id of the request the span belongs to (see the field).
+    #[inline]
+    pub(crate) fn request_cid<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyString>> {
+        self.request_cid.as_ref().map(|c| c.bind(py).clone())
+    }
+
     /// A Python object owning `core`.
     fn wrap<'py>(
         py: Python<'py>,
         core: shmtel_core::Span,
         name: &Bound<'py, PyString>,
         parent_ctx: Option<(SpanContext, bool)>,
+        request_cid: Option<Py<PyString>>,
     ) -> PyResult<Bound<'py, Span>> {
         Bound::new(
             py,
             Span {
                 ctx: core.context(),
                 parent: parent_ctx.map(|(c, _)| c.span_id),
+                request_cid,
                 state: Mutex::new(State {
                     core: Some(core),
                     name: name.clone().unbind(),
@@ -80,18 +92,19 @@ impl Span {
         )
     }
 
-    /// Start a span of `kind` from Rust, not entered (the ASGI middleware's server span); the
-    /// parent rules of `start_span` with an explicit parent.
+    /// Start a span of `kind` from Rust, not entered (the ASGI middleware's server span, with
+    /// its request's correlation id); the parent rules of `start_span` with an explicit parent.
     pub(crate) fn begin<'py>(
         py: Python<'py>,
         name: &Bound<'py, PyString>,
         parent_ctx: Option<(SpanContext, bool)>,
         kind: SpanKind,
         sample_ratio: Option<f64>,
+        request_cid: Option<Py<PyString>>,
     ) -> PyResult<Bound<'py, Span>> {
         let mut core = core_span(symbol(name), parent_ctx, sample_ratio)?;
         core.set_kind(kind);
-        Span::wrap(py, core, name, parent_ctx)
+        Span::wrap(py, core, name, parent_ctx, request_cid)
     }
 
     /// Run `f` on the core span when it is sampled and not ended (attributes written in one
@@ -276,14 +289,20 @@ pub fn start_span<'py>(
 ) -> PyResult<Bound<'py, Span>> {
     let kind = parse_kind(kind)?;
     let sym = symbol(name);
+    let current = context::current(py);
     let parent_ctx: Option<(SpanContext, bool)> = match parent {
         // An invalid traceparent starts a new trace, as propagators do.
         Some(p) => context_of(p, "parent")?,
-        None => match context::current(py) {
+        None => match &current {
             Current::Local(s) => Some((s.get().ctx, false)),
-            Current::Remote(c) => Some((c, true)),
+            Current::Remote(c) => Some((*c, true)),
             Current::None => None,
         },
+    };
+    // Started inside a request (whatever its parent): it belongs to that request.
+    let request_cid = match &current {
+        Current::Local(s) => s.get().request_cid.as_ref().map(|c| c.clone_ref(py)),
+        _ => None,
     };
     let mut core = core_span(sym, parent_ctx, sample_ratio)?;
     core.set_kind(kind);
@@ -316,7 +335,7 @@ pub fn start_span<'py>(
             }
         }
     }
-    Span::wrap(py, core, name, parent_ctx)
+    Span::wrap(py, core, name, parent_ctx, request_cid)
 }
 
 /// A new core span: a child of `parent_ctx` (a local or remote parent), else a root sampled at

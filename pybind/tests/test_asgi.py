@@ -354,6 +354,69 @@ def test_context_does_not_leak_out_of_the_request(uid: str) -> None:
     run(go())
 
 
+def test_correlation_id_rules_inside_a_request(regions: Regions, uid: str) -> None:
+    """The request's id is the correlation id of everything the request does (child spans,
+    whatever their parent, tasks it starts, its logs) unless the code sets or clears its own;
+    an id set before the request does not override the request's, and is back after it."""
+    remote_parent = f"00-{TRACE_ID}-{PARENT_ID}-01"
+
+    async def rules(request: Request) -> JSONResponse:
+        seen: dict[str, Any] = {"request": _native.get_correlation_id()}
+        with _native.start_span("child", parent=remote_parent):
+            seen["child_of_remote"] = _native.get_correlation_id()
+            _native.info(f"in child {uid}")
+        seen["task"] = await asyncio.create_task(_get_cid())
+        token = _native.set_correlation_id("mine")
+        with _native.start_span("nested"):
+            seen["own"] = _native.get_correlation_id()
+        _native._correlation_id_var.reset(token)
+        seen["after_own"] = _native.get_correlation_id()
+        token = _native.set_correlation_id(None)
+        seen["cleared"] = _native.get_correlation_id()
+        _native._correlation_id_var.reset(token)
+        seen["after_cleared"] = _native.get_correlation_id()
+        return JSONResponse(seen)
+
+    app = Starlette(routes=[Route(f"/{uid}/rules", rules)])
+    setup_observability(app, CONFIG)
+
+    async def go() -> tuple[dict[str, Any], dict[str, Any], str | None]:
+        async with client(app) as c:
+            plain = (await c.get(f"/{uid}/rules", headers={"x-correlation-id": f"r-{uid}"})).json()
+            token = _native.set_correlation_id(f"outer-{uid}")
+            try:
+                inside = (await c.get(f"/{uid}/rules")).json()
+                after = _native.get_correlation_id()
+            finally:
+                _native._correlation_id_var.reset(token)
+        return plain, inside, after
+
+    plain, inside, after = run(go())
+    request_id = f"r-{uid}"
+    assert plain == {
+        "request": request_id,
+        "child_of_remote": request_id,
+        "task": request_id,
+        "own": "mine",
+        "after_own": request_id,
+        "cleared": None,
+        "after_cleared": request_id,
+    }
+    generated = inside["request"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated), "the request's id, not the outer one"
+    assert {k: v for k, v in inside.items() if k not in ("own", "cleared")} == {
+        k: generated for k in ("request", "child_of_remote", "task", "after_own", "after_cleared")
+    }
+    assert inside["own"] == "mine" and inside["cleared"] is None
+    assert after == f"outer-{uid}"
+    assert {r["correlation_id"] for r in regions.logs(f"in child {uid}")} == {request_id, generated}
+    assert _native.get_correlation_id() is None
+
+
+async def _get_cid() -> str | None:
+    return _native.get_correlation_id()
+
+
 def test_concurrent_requests_keep_their_own_context(uid: str) -> None:
     app = starlette_app(uid)
     setup_observability(app, CONFIG)

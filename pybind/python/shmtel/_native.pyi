@@ -91,8 +91,9 @@ DEFAULT_BUCKETS: Final[tuple[float, ...]]
 _current_span_var: contextvars.ContextVar[Span | RemoteContext | None]
 """The context variable holding the current span (or remote parent). Private."""
 
-_correlation_id_var: contextvars.ContextVar[str | None]
-"""The context variable holding the correlation id. Private."""
+_correlation_id_var: contextvars.ContextVar[str | Literal[False] | None]
+"""The context variable holding the correlation id ``set_correlation_id`` set (False: cleared;
+None: not set, and the current span's request id, if any, is the correlation id). Private."""
 
 # --- process configuration -------------------------------------------------------------------
 
@@ -223,7 +224,7 @@ def business_metric(
 
 # --- context ---------------------------------------------------------------------------------
 
-def set_correlation_id(cid: str | None) -> contextvars.Token[str | None]:
+def set_correlation_id(cid: str | None) -> contextvars.Token[str | Literal[False] | None]:
     """Set (None: clear) the current context's correlation id; returns the token for
     ``_correlation_id_var.reset``."""
 
