@@ -7,7 +7,9 @@ and passes ``lifespan`` and ``websocket`` through untouched. Per request it
   caller's trace context (W3C ``traceparent``, else B3 ``b3`` or ``X-B3-*``, else Jaeger
   ``uber-trace-id``; see :mod:`shmtel.propagation`), and makes the correlation id and a server
   span (whose parent is the remote caller's span, when there is one) current in ``contextvars``
-  while the app runs, so the app's own spans and logs join the trace; a B3 sampling decision
+  while the app runs, so the app's own spans and logs join the trace (the id rides on the
+  server span, which spans started under it inherit: one context variable set per request,
+  unless the context already had an id of its own); a B3 sampling decision
   sent without ids (``b3: 0``) decides the new root span; a caller's W3C ``tracestate`` is
   passed on by :func:`shmtel.propagation.inject` in the handler;
 - records ``http_requests_total{method,route,status}``, ``http_request_duration_seconds{method,
