@@ -717,6 +717,27 @@ class Bench:
             return None if n == expected else f"{n} != {expected}"
 
         outcome("logs", wait_for(f"log lines in {log_file.name}", lines, SETTLE_TIMEOUT))
+        if variant == "shmtel" and result.problems and collector_port is not None:
+            result.problems.append(self.ring_drops(collector_port))
+
+    @staticmethod
+    def ring_drops(collector_port: int) -> str:
+        """The records the workers dropped on full rings (the collector's own counter): what a
+        span or log count short of the requests served usually means (a collector starved of
+        CPU falls behind the writers)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        try:
+            _, text = http_get(f"http://127.0.0.1:{collector_port}/metrics")
+        except OSError as e:
+            return f"ring drops unknown: {e}"
+        drops = {
+            s.labels.get("kind", "?"): int(s.value)
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "shmtel_dropped_records_total" and s.value
+        }
+        return f"records the workers dropped on full rings: {drops or 'none'}"
 
     def profile(self, pids: list[int], run_dir: Path) -> None:
         """py-spy --native on the first worker for the run's duration, in the background."""
