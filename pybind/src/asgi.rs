@@ -1075,7 +1075,8 @@ fn thrown<'py>(
     Ok(PyErr::from_value(exc))
 }
 
-/// The response headers a request adds (two, three with a caller's `tracestate`).
+/// The response headers a request adds: `x-correlation-id`, the trace response header when
+/// configured, and the caller's `tracestate` with a `traceparent`.
 type Extra = SmallVec<[Py<PyTuple>; 3]>;
 
 /// Call `f(name, value)` for every `(bytes, bytes)` pair of an ASGI header list (others are

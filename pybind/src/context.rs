@@ -16,7 +16,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyString;
 use shmtel_core::SpanContext;
 
-use crate::propagation::{hex_into, parse_ids, push_hex, to_hex};
+use crate::propagation::{hex_into, parse_ids, to_hex};
 use crate::span::Span;
 
 static SPAN_VAR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -133,35 +133,56 @@ pub fn current(py: Python<'_>) -> Current<'_> {
     Current::None
 }
 
-/// The ids of whatever is current (for logs).
-#[inline]
-pub fn current_ids(py: Python<'_>) -> Option<SpanContext> {
-    match current(py) {
-        Current::None => None,
-        Current::Local(s) => Some(s.get().context()),
-        Current::Remote(c) => Some(c),
+impl<'py> Current<'py> {
+    /// The ids of whatever is current (for logs).
+    #[inline]
+    pub fn ids(&self) -> Option<SpanContext> {
+        match self {
+            Current::None => None,
+            Current::Local(s) => Some(s.get().context()),
+            Current::Remote(c) => Some(*c),
+        }
     }
+
+    /// The request id the current span carries (see the module docs).
+    #[inline]
+    fn request_cid(&self) -> Option<Bound<'py, PyString>> {
+        match self {
+            Current::Local(s) => s.get().request_cid(s.py()),
+            _ => None,
+        }
+    }
+}
+
+/// The correlation id `set_correlation_id` put in this context: `Some(None)` when it cleared
+/// it (False), None when it set nothing.
+#[inline]
+fn own_correlation(py: Python<'_>) -> Option<Option<Bound<'_, PyString>>> {
+    let v = get_var(py, &CORRELATION_VAR).filter(|v| !v.is_none())?;
+    Some(v.cast_into::<PyString>().ok())
 }
 
 /// The current correlation id, if any (a str): the context's own (see the module docs), else
 /// the current span's request id.
 #[inline]
 pub fn correlation(py: Python<'_>) -> Option<Bound<'_, PyString>> {
-    match get_var(py, &CORRELATION_VAR) {
-        // A str, or False: cleared.
-        Some(v) if !v.is_none() => v.cast_into::<PyString>().ok(),
-        _ => match current(py) {
-            Current::Local(s) => s.get().request_cid(py),
-            _ => None,
-        },
-    }
+    own_correlation(py).unwrap_or_else(|| current(py).request_cid())
+}
+
+/// [`correlation`] with the current span already looked up.
+#[inline]
+pub fn correlation_under<'py>(
+    py: Python<'py>,
+    current: &Current<'py>,
+) -> Option<Bound<'py, PyString>> {
+    own_correlation(py).unwrap_or_else(|| current.request_cid())
 }
 
 /// Whether `set_correlation_id` set (or cleared) the correlation id in this context: then a
 /// request's own id must be set in the context too, to take precedence.
 #[inline]
 pub fn correlation_is_set(py: Python<'_>) -> bool {
-    get_var(py, &CORRELATION_VAR).is_some_and(|v| !v.is_none())
+    own_correlation(py).is_some()
 }
 
 /// A propagated parent made current by `set_trace_context`: not a span of this process.
@@ -223,7 +244,9 @@ pub fn set_trace_context<'py>(
 /// `(trace_id, span_id, sampled)` of the current span or remote context.
 #[pyfunction]
 pub fn get_trace_context(py: Python<'_>) -> Option<(String, String, bool)> {
-    current_ids(py).map(|c| (to_hex(&c.trace_id), to_hex(&c.span_id), c.sampled))
+    current(py)
+        .ids()
+        .map(|c| (to_hex(&c.trace_id), to_hex(&c.span_id), c.sampled))
 }
 
 /// Set (or clear, with None) the correlation id; returns the contextvars token.
@@ -291,10 +314,8 @@ pub fn reseed_after_fork() {
 /// A new correlation id: 32 lowercase hex digits.
 #[pyfunction]
 pub fn new_correlation_id() -> String {
-    let mut s = String::with_capacity(32);
-    push_hex(&mut s, &next_u64().to_be_bytes());
-    push_hex(&mut s, &next_u64().to_be_bytes());
-    s
+    // Hex digits only.
+    String::from_utf8_lossy(&new_correlation_id_bytes()).into_owned()
 }
 
 /// [`new_correlation_id`] on the stack (ASCII).

@@ -155,15 +155,20 @@ pub(crate) fn write_event(
     values: &[(Symbol, Value<'_>)],
     caller: Symbol,
 ) {
-    // Ordering: Relaxed: a setting.
-    let span = if TRACE_FIELDS.load(Ordering::Relaxed) {
-        context::current_ids(py)
+    // Ordering: Relaxed (both): settings.
+    let (trace, corr) = (
+        TRACE_FIELDS.load(Ordering::Relaxed),
+        CORRELATION_FIELD.load(Ordering::Relaxed),
+    );
+    // The current span, looked up once for its ids and its request's correlation id.
+    let current = if trace || corr {
+        context::current(py)
     } else {
-        None
+        context::Current::None
     };
-    // Ordering: Relaxed: a setting.
-    let corr_obj = if CORRELATION_FIELD.load(Ordering::Relaxed) {
-        context::correlation(py)
+    let span = if trace { current.ids() } else { None };
+    let corr_obj = if corr {
+        context::correlation_under(py, &current)
     } else {
         None
     };

@@ -18,7 +18,7 @@ use crate::context::{self, Current, RemoteContext};
 use crate::span::Span;
 
 pub use shmtel_core::propagation::{
-    decode_lower_hex, format_traceparent, hex_into, parse_ids, parse_traceparent, push_hex, to_hex,
+    decode_lower_hex, format_traceparent, hex_into, parse_ids, parse_traceparent, to_hex,
     traceparent_bytes,
 };
 
