@@ -164,6 +164,19 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
         return int(e.code), ""
 
 
+def collector_samples(port: int, name: str) -> list[Any]:
+    """The samples called `name` on the collector's /metrics (prometheus_client's parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _, text = http_get(f"http://127.0.0.1:{port}/metrics")
+    return [
+        s
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    ]
+
+
 # -- the OTLP receiver ---------------------------------------------------------------------------
 
 
@@ -664,16 +677,15 @@ class Bench:
                 result.problems.append(problem)
 
         # Metrics.
-        if variant == "shmtel":
-            from prometheus_client.parser import text_string_to_metric_families
+        if variant == "shmtel" and collector_port is not None:
+            port = collector_port
 
             def counted() -> str | None:
-                _, text = http_get(f"http://127.0.0.1:{collector_port}/metrics")
-                total = 0.0
-                for family in text_string_to_metric_families(text):
-                    for s in family.samples:
-                        if s.name == "http_requests_total" and s.labels.get("route") == ROUTE:
-                            total += s.value
+                total = sum(
+                    s.value
+                    for s in collector_samples(port, "http_requests_total")
+                    if s.labels.get("route") == ROUTE
+                )
                 return None if total == expected else f"{total:.0f} != {expected}"
 
             outcome("metrics", wait_for("collector http_requests_total", counted, SETTLE_TIMEOUT))
@@ -725,18 +737,11 @@ class Bench:
         """The records the workers dropped on full rings (the collector's own counter): what a
         span or log count short of the requests served usually means (a collector starved of
         CPU falls behind the writers)."""
-        from prometheus_client.parser import text_string_to_metric_families
-
         try:
-            _, text = http_get(f"http://127.0.0.1:{collector_port}/metrics")
+            samples = collector_samples(collector_port, "shmtel_dropped_records_total")
         except OSError as e:
             return f"ring drops unknown: {e}"
-        drops = {
-            s.labels.get("kind", "?"): int(s.value)
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-            if s.name == "shmtel_dropped_records_total" and s.value
-        }
+        drops = {s.labels.get("kind", "?"): int(s.value) for s in samples if s.value}
         return f"records the workers dropped on full rings: {drops or 'none'}"
 
     def profile(self, pids: list[int], run_dir: Path) -> None:
