@@ -5,6 +5,10 @@ for observability: one child span, one counter increment, one log line with two 
 variant is chosen by `BENCH_VARIANT`:
 
 - `bare`: no instrumentation at all (the handler only builds the response);
+- `bare_cid`: the bare app whose responses carry an `x-correlation-id` (a new random id per
+  request, set by the handler): not one of the issue's variants, but the floor under any
+  instrumentation that returns a correlation id, as shmtel's middleware does. Under h11 a
+  response header is not free (see benches/README.md);
 - `today`: what services carry now. prometheus_client RED metrics (requests counter, duration
   histogram, in-progress gauge) from a small ASGI middleware; an OpenTelemetry SDK server span
   (`{method} {route}`, kind SERVER, semconv attributes, W3C context extracted from the request)
@@ -45,7 +49,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 VARIANT = os.environ.get("BENCH_VARIANT", "bare")
-VARIANTS = ("bare", "today", "today_mp", "shmtel")
+VARIANTS = ("bare", "bare_cid", "today", "today_mp", "shmtel")
 if VARIANT not in VARIANTS:
     raise SystemExit(f"BENCH_VARIANT must be one of {VARIANTS}, got {VARIANT!r}")
 SERVICE = os.environ.get("BENCH_SERVICE", f"bench-{VARIANT}")
@@ -64,6 +68,16 @@ async def get_user_bare(request: Request) -> Response:
 
 def build_bare() -> ASGIApp:
     return Starlette(routes=[Route("/users/{user_id}", get_user_bare)])
+
+
+def build_bare_cid() -> ASGIApp:
+    async def get_user(request: Request) -> Response:
+        return JSONResponse(
+            user_document(request.path_params["user_id"]),
+            headers={"x-correlation-id": os.urandom(16).hex()},
+        )
+
+    return Starlette(routes=[Route("/users/{user_id}", get_user)])
 
 
 # -- today: prometheus_client + OpenTelemetry SDK + stdlib logging/python-json-logger ---------------
@@ -306,6 +320,8 @@ class RequestTally:
 
 if VARIANT == "bare":
     app = RequestTally(build_bare())
+elif VARIANT == "bare_cid":
+    app = RequestTally(build_bare_cid())
 elif VARIANT == "shmtel":
     app = RequestTally(build_shmtel())
 else:

@@ -67,6 +67,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 VARIANTS = ("bare", "today", "today_mp", "shmtel")
+# Run only when named (`--variants bare,bare_cid,shmtel`): the bare app plus the x-correlation-id
+# response header, the floor under shmtel's middleware (app.py).
+EXTRA_VARIANTS = ("bare_cid",)
 ROUTE = "/users/{user_id}"
 SERVER_SPAN = f"GET {ROUTE}"
 CHILD_SPAN = "load_user"
@@ -146,14 +149,48 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of `pid` in clock ticks (0 once it is gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])
+@dataclass
+class ProcCounters:
+    """What the kernel counts for a set of processes: CPU (clock ticks), faults, switches."""
+
+    utime: int = 0
+    stime: int = 0
+    minflt: int = 0
+    vcsw: int = 0  # voluntary context switches (the process waited: epoll, a lock)
+    ivcsw: int = 0  # involuntary ones (preempted: another task took its CPU)
+
+    @property
+    def ticks(self) -> int:
+        return self.utime + self.stime
+
+    def __sub__(self, other: ProcCounters) -> ProcCounters:
+        return ProcCounters(
+            *(
+                getattr(self, f) - getattr(other, f)
+                for f in ("utime", "stime", "minflt", "vcsw", "ivcsw")
+            )
+        )
+
+
+def proc_counters(pids: list[int]) -> ProcCounters:
+    """The sum of /proc/<pid>/stat and /status counters over `pids` (a gone pid counts 0)."""
+    total = ProcCounters()
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total.minflt += int(fields[7])
+        total.utime += int(fields[11])
+        total.stime += int(fields[12])
+        for line in status.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total.vcsw += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                total.ivcsw += int(line.split()[1])
+    return total
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
@@ -393,6 +430,12 @@ class RunResult:
     worker_cpu_us_per_req: float
     collector_cpu_us_per_req: float | None
     scrapes: int
+    # The kernel's view of the workers, per request: system time, minor faults, voluntary and
+    # involuntary context switches (a collector or wrk preempting a worker shows in the last).
+    worker_sys_us_per_req: float = 0.0
+    worker_minflt_per_req: float = 0.0
+    worker_vcsw_per_req: float = 0.0
+    worker_ivcsw_per_req: float = 0.0
     served: int = 0
     checks: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -596,11 +639,13 @@ class Bench:
                 scraper.start()
             if self.args.profile == variant:
                 self.profile(pids, run_dir)
-            workers_before = sum(cpu_ticks(p) for p in pids)
-            collector_before = cpu_ticks(procs[0].pid) if variant == "shmtel" else 0
+            collector_pids = [procs[0].pid] if variant == "shmtel" else []
+            workers_before = proc_counters(pids)
+            collector_before = proc_counters(collector_pids)
             main = run_wrk(self.wrk, self.lua, url, self.args.seconds, load_cpus)
-            workers_after = sum(cpu_ticks(p) for p in pids)
-            collector_after = cpu_ticks(procs[0].pid) if variant == "shmtel" else 0
+            worker_use = proc_counters(pids) - workers_before
+            collector_use = proc_counters(collector_pids) - collector_before
+            per_req = 1 / max(main.completed, 1)
             stop_scraping.set()
             if scraper is not None:
                 scraper.join()
@@ -617,16 +662,14 @@ class Bench:
                 completed=main.completed,
                 sent=main.sent,
                 warmup_sent=warm.sent,
-                worker_cpu_us_per_req=(workers_after - workers_before)
-                / CLK_TCK
-                * 1e6
-                / max(main.completed, 1),
-                collector_cpu_us_per_req=(collector_after - collector_before)
-                / CLK_TCK
-                * 1e6
-                / max(main.completed, 1)
+                worker_cpu_us_per_req=worker_use.ticks / CLK_TCK * 1e6 * per_req,
+                collector_cpu_us_per_req=collector_use.ticks / CLK_TCK * 1e6 * per_req
                 if variant == "shmtel"
                 else None,
+                worker_sys_us_per_req=worker_use.stime / CLK_TCK * 1e6 * per_req,
+                worker_minflt_per_req=worker_use.minflt * per_req,
+                worker_vcsw_per_req=worker_use.vcsw * per_req,
+                worker_ivcsw_per_req=worker_use.ivcsw * per_req,
                 scrapes=scrapes[0],
             )
             if scrapes[1]:
@@ -668,7 +711,7 @@ class Bench:
         collector_port: int | None,
     ) -> None:
         """Requests counted by the metrics, spans at the receiver and log lines == `expected`."""
-        if variant == "bare":
+        if variant in ("bare", "bare_cid"):
             return
 
         def outcome(name: str, problem: str | None) -> None:
@@ -779,7 +822,7 @@ def summarize(results: list[RunResult], worker_counts: list[int]) -> tuple[str, 
     summary: dict[str, Any] = {}
     for workers in worker_counts:
         rows = {}
-        for variant in VARIANTS:
+        for variant in VARIANTS + EXTRA_VARIANTS:
             runs = [r for r in results if r.workers == workers and r.variant == variant]
             if not runs:
                 continue
@@ -793,14 +836,27 @@ def summarize(results: list[RunResult], worker_counts: list[int]) -> tuple[str, 
                 "rounds": len(runs),
                 "exact": all(not r.problems for r in runs),
             }
+            # Paired with bare's run of the same round (the machine's state drifts between
+            # rounds by more than the differences measured): the median of the per-round
+            # ratios and differences.
+            bare_runs = {
+                r.round: r for r in results if r.workers == workers and r.variant == "bare"
+            }
+            pairs = [(r, bare_runs[r.round]) for r in runs if r.round in bare_runs]
+            if pairs and variant != "bare":
+                rows[variant]["paired_vs_bare"] = median([r.rps / b.rps for r, b in pairs])
+                rows[variant]["paired_added_cpu_us"] = median(
+                    [r.worker_cpu_us_per_req - b.worker_cpu_us_per_req for r, b in pairs]
+                )
         bare = rows.get("bare")
         today = rows.get("today")
         lines.append(f"\n### {workers} worker{'s' if workers > 1 else ''}\n")
         lines.append(
             "| variant | req/s | p50 ms | p99 ms | worker CPU µs/req | collector CPU µs/req "
-            "| vs bare | added CPU µs/req | p99 vs bare | vs today | exact |"
+            "| vs bare | added CPU µs/req | paired vs bare | paired added CPU µs/req "
+            "| p99 vs bare | vs today | exact |"
         )
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for variant, row in rows.items():
             if bare:
                 row["vs_bare"] = row["rps"] / bare["rps"]
@@ -814,6 +870,8 @@ def summarize(results: list[RunResult], worker_counts: list[int]) -> tuple[str, 
                 f"| {row['worker_cpu_us']:.0f} | {'' if coll is None else f'{coll:.1f}'} "
                 f"| {row.get('vs_bare', float('nan')):.3f}x "
                 f"| {row.get('added_cpu_us', float('nan')):+.0f} "
+                f"| {row.get('paired_vs_bare', float('nan')):.3f}x "
+                f"| {row.get('paired_added_cpu_us', float('nan')):+.1f} "
                 f"| {row.get('p99_vs_bare', float('nan')):.2f}x "
                 f"| {row.get('vs_today', float('nan')):.2f}x "
                 f"| {'yes' if row['exact'] else 'NO'} |"
@@ -862,7 +920,9 @@ def main() -> int:
         "x-correlation-id (default none, the library's default)",
     )
     p.add_argument("--smoke", action="store_true", help="2 s per variant, 1 round, exactness only")
-    p.add_argument("--profile", choices=VARIANTS, help="py-spy --native the first worker")
+    p.add_argument(
+        "--profile", choices=VARIANTS + EXTRA_VARIANTS, help="py-spy --native the first worker"
+    )
     p.add_argument("--keep", action="store_true", help="keep the run directories (logs, config)")
     p.add_argument("--json", type=Path, help="JSON output (default <target>/bench-asgi.json)")
     args = p.parse_args()
@@ -872,9 +932,11 @@ def main() -> int:
     if args.smoke:
         args.seconds, args.rounds, args.warmup = 2, 1, 1
     variants = [v for v in args.variants.split(",") if v]
-    unknown = set(variants) - set(VARIANTS)
+    unknown = set(variants) - set(VARIANTS + EXTRA_VARIANTS)
     if unknown:
-        p.error(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
+        p.error(
+            f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS + EXTRA_VARIANTS)}"
+        )
     worker_counts = [int(w) for w in args.workers.split(",") if w]
     if "shmtel" in variants and not shmtel_bin().is_file():
         raise SystemExit(f"{shmtel_bin()} not found: run `make build` (or set SHMTEL_BIN)")
@@ -894,7 +956,10 @@ def main() -> int:
                     log(
                         f"workers={workers} round={rnd} {variant}: {r.rps:,.0f} req/s "
                         f"p50 {r.p50_ms:.2f} ms p99 {r.p99_ms:.2f} ms worker "
-                        f"{r.worker_cpu_us_per_req:.0f} µs/req collector {r.collector_cpu_us_per_req} µs/req "
+                        f"{r.worker_cpu_us_per_req:.0f} µs/req (sys {r.worker_sys_us_per_req:.0f}, "
+                        f"faults {r.worker_minflt_per_req:.3f}, switches {r.worker_vcsw_per_req:.2f} "
+                        f"+ {r.worker_ivcsw_per_req:.3f} involuntary) "
+                        f"collector {r.collector_cpu_us_per_req} µs/req "
                         f"sent {r.warmup_sent}+{r.sent} served {r.served} (completed {r.completed}) "
                         f"checks {r.checks} {'; '.join(r.problems)}"
                     )
