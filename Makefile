@@ -28,7 +28,7 @@ PY_LOCK := pybind/requirements.lock
 # Written once the venv matches the lock file: `make pyenv` is a no-op until the lock changes.
 PYENV_STAMP := $(VENV)/.shmtel-pyenv-stamp
 # Python code that ruff checks and formats.
-PY_SOURCES := pybind/python pybind/tests tests/python benches/python benches/asgi
+PY_SOURCES := pybind/python pybind/pgo pybind/tests tests/python benches/python benches/asgi
 # Tool caches live in target/ (gitignored, removed by `make clean`).
 export RUFF_CACHE_DIR := $(TARGET_DIR)/ruff-cache
 export MYPY_CACHE_DIR := $(TARGET_DIR)/mypy-cache
@@ -64,9 +64,15 @@ $(PYENV_STAMP): $(PY_LOCK)
 	$(VENV_PY) -m pip check --disable-pip-version-check
 	@touch $@
 
-.PHONY: pybuild  ## Build the Python extension (maturin, profile pyext) and install shmtel into .venv
+# PGO=0: without profile-guided optimization (one build instead of two and a training run).
+PGO ?= 1
+.PHONY: pybuild  ## Build the Python extension (maturin, profile pyext, PGO: pybind/pgo) into .venv
 pybuild: pyenv
+ifeq ($(PGO),0)
 	cd pybind && VIRTUAL_ENV=$(VENV) $(VENV)/bin/maturin develop --profile pyext
+else
+	VIRTUAL_ENV=$(VENV) bash pybind/pgo/build.sh
+endif
 
 .PHONY: format  ## Format the code (cargo fmt, ruff format)
 format: pyenv
