@@ -5,6 +5,13 @@ use clap::{Parser, Subcommand};
 
 use shmtel_collector::{collect, config::CollectArgs, inspect};
 
+/// mimalloc instead of glibc's malloc: the collector allocates and frees many short-lived
+/// buffers per batch (decoded records, OTLP messages, log lines), and under load glibc's
+/// `malloc`/`free` (bins, consolidation) were ~30 % of its instructions (callgrind; see
+/// benches/README.md, "End to end").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// shmtel: shared-memory telemetry. Drains the rings instrumented processes write, serves
 /// Prometheus metrics, and inspects regions (also those of crashed processes).
 #[derive(Parser)]

@@ -55,30 +55,40 @@ pub(crate) fn resource(info: &ResourceInfo, origin: &Origin) -> Resource {
 }
 
 /// `items` grouped by the writer they came from (service and pid), the groups in the order of
-/// their first item: `new_group` makes the message for a writer's first item, `push` adds
-/// each item to its writer's message. Batches hold few distinct writers, so a linear search
-/// finds a group again.
+/// their first item: `new_group` makes the message for a writer's first item, given how many
+/// items that writer has in the batch (so that its list is allocated once, not grown item by
+/// item: a prost `Span` is ~250 bytes), `push` adds each item to its writer's message. Batches
+/// hold few distinct writers, so a linear search finds a group again.
 pub(crate) fn group_by_origin<T, G>(
     items: Vec<T>,
     origin: impl Fn(&T) -> &Origin,
-    mut new_group: impl FnMut(&Origin) -> G,
+    mut new_group: impl FnMut(&Origin, usize) -> G,
     mut push: impl FnMut(&mut G, T),
 ) -> Vec<G> {
-    let mut groups: Vec<G> = Vec::new();
-    let mut keys: Vec<(Arc<str>, u32)> = Vec::new();
-    for item in items {
-        let o = origin(&item);
+    // The writers, in the order of their first item, with their item counts.
+    let mut keys: Vec<(Arc<str>, u32, usize)> = Vec::new();
+    let mut index: Vec<usize> = Vec::with_capacity(items.len());
+    for item in &items {
+        let o = origin(item);
         let i = match keys
             .iter()
-            .position(|(svc, pid)| *pid == o.pid && *svc == o.service)
+            .position(|(svc, pid, _)| *pid == o.pid && *svc == o.service)
         {
             Some(i) => i,
             None => {
-                keys.push((o.service.clone(), o.pid));
-                groups.push(new_group(o));
-                groups.len() - 1
+                keys.push((o.service.clone(), o.pid, 0));
+                keys.len() - 1
             }
         };
+        keys[i].2 += 1;
+        index.push(i);
+    }
+    let mut groups: Vec<G> = Vec::with_capacity(keys.len());
+    for (item, i) in items.into_iter().zip(index) {
+        if i == groups.len() {
+            // A writer's first item (the groups are made in the order of their first items).
+            groups.push(new_group(origin(&item), keys[i].2));
+        }
         push(&mut groups[i], item);
     }
     groups
@@ -100,10 +110,11 @@ impl OtlpEncoder {
         let groups = group_by_origin(
             spans,
             |s| &s.origin,
-            |origin| ResourceSpans {
+            |origin, n| ResourceSpans {
                 resource: Some(resource(&self.resource, origin)),
                 scope_spans: vec![ScopeSpans {
                     scope: Some(scope()),
+                    spans: Vec::with_capacity(n),
                     ..Default::default()
                 }],
                 ..Default::default()

@@ -257,10 +257,11 @@ impl OtlpLogsEncoder {
         let groups = group_by_origin(
             logs,
             |l| &l.origin,
-            |origin| ResourceLogs {
+            |origin, n| ResourceLogs {
                 resource: Some(resource(&self.resource, origin)),
                 scope_logs: vec![ScopeLogs {
                     scope: Some(scope()),
+                    log_records: Vec::with_capacity(n),
                     ..Default::default()
                 }],
                 ..Default::default()
