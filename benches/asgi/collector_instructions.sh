@@ -90,24 +90,7 @@ EOF
     ) >"$d/server.log" 2>&1 &
     local server=$!
     pids+=("$server")
-    "$python" - "$app_port" "$n" <<'EOF'
-import http.client, sys, time
-port, n = int(sys.argv[1]), int(sys.argv[2])
-deadline = time.monotonic() + 120
-while True:
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        c.request("GET", "/users/0")
-        c.getresponse().read()
-        break
-    except OSError:
-        if time.monotonic() > deadline:
-            sys.exit("the server did not start")
-        time.sleep(0.3)
-for i in range(1, n):
-    c.request("GET", f"/users/{i % 100}")
-    c.getresponse().read()
-EOF
+    "$python" "$here/drive.py" "$app_port" "$n"
     kill -TERM "$server"
     wait "$server" || true
     local lines=0

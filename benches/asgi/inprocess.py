@@ -38,23 +38,21 @@ async def send(message: dict[str, Any]) -> None:
     return None
 
 
+def load(name: str, path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        sys.exit(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The request scope of the extension's PGO training run, which drives the same app in-process.
+TRAIN = load("shmtel_pgo_train", HERE.parents[1] / "pybind" / "pgo" / "train.py")
+
+
 def scope(i: int) -> dict[str, Any]:
-    path = f"/users/{i % 100}"
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 5555),
-        "scheme": "http",
-        "method": "GET",
-        "root_path": "",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk"), (b"accept", b"*/*")],
-        "state": {},
-    }
+    return TRAIN.scope(f"/users/{i % 100}", [])  # type: ignore[no-any-return]
 
 
 def main() -> None:
@@ -69,12 +67,7 @@ def main() -> None:
     os.environ.setdefault("BENCH_LOG_FILE", os.path.join(work, "app.log"))
     os.environ.setdefault("SHMTEL_DIR", os.path.join(work, "regions"))
     os.environ.setdefault("SHMTEL_RING_BYTES", str(64 << 20))
-    spec = importlib.util.spec_from_file_location("bench_app", HERE / "app.py")
-    if spec is None or spec.loader is None:
-        sys.exit(f"cannot load {HERE / 'app.py'}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    app = module.app
+    app = load("bench_app", HERE / "app.py").app
 
     async def run(n: int) -> float:
         start = time.process_time()

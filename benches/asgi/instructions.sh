@@ -46,33 +46,7 @@ count() {
             --workers 1 --loop asyncio --http h11 --no-access-log --log-level warning
     ) >"$d/server.log" 2>&1 &
     local pid=$!
-    "$python" - "$port" "$n" "$conns" <<'EOF'
-import http.client, sys, time
-port, n = int(sys.argv[1]), int(sys.argv[2])
-deadline = time.monotonic() + 300
-while True:
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        c.request("GET", "/users/0")
-        c.getresponse().read()
-        break
-    except OSError:
-        if time.monotonic() > deadline:
-            sys.exit("the server did not start")
-        time.sleep(0.5)
-import threading
-conns = int(sys.argv[3])
-def client(k: int) -> None:
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    for i in range(1 + k, n, conns):
-        c.request("GET", f"/users/{i % 100}")
-        c.getresponse().read()
-threads = [threading.Thread(target=client, args=(k,)) for k in range(conns)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-EOF
+    "$python" "$here/drive.py" "$port" "$n" "$conns"
     kill -TERM "$pid"
     wait "$pid" || true
     local served
