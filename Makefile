@@ -68,11 +68,7 @@ $(PYENV_STAMP): $(PY_LOCK)
 PGO ?= 1
 .PHONY: pybuild  ## Build the Python extension (maturin, profile pyext, PGO: pybind/pgo) into .venv
 pybuild: pyenv
-ifeq ($(PGO),0)
-	cd pybind && VIRTUAL_ENV=$(VENV) $(VENV)/bin/maturin develop --profile pyext
-else
-	VIRTUAL_ENV=$(VENV) bash pybind/pgo/build.sh
-endif
+	VIRTUAL_ENV=$(VENV) PGO=$(PGO) bash pybind/pgo/build.sh
 
 .PHONY: format  ## Format the code (cargo fmt, ruff format)
 format: pyenv

@@ -15,16 +15,31 @@
 # (errors, set-up, full rings) aside: benches/README.md, "End to end", has the figures.
 #
 # Without an llvm-profdata of rustc's LLVM version (no apt), it says so and builds without PGO.
+# PGO=0 in the environment builds without it at once (the plain `maturin develop` build).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 venv=${VIRTUAL_ENV:-$root/.venv}
 target=${CARGO_TARGET_DIR:-$root/target}
 maturin=$venv/bin/maturin
-plain() {
-    cd "$root/pybind"
-    VIRTUAL_ENV=$venv exec "$maturin" develop --profile pyext
+# The package's bytecode, as pip writes it when it installs a wheel: `maturin develop` installs
+# the sources in place and writes none, and where PYTHONDONTWRITEBYTECODE is set (this machine's
+# default) every process would compile them at import. Besides the time, the compiler's freed
+# buffers leave holes of 24-146 KiB in glibc's heap; the ASGI benchmark's worker then served
+# h11's regex stacks from them at 2.4x the cost of the heap's top (+5k instructions per request,
+# benches/README.md, "End to end").
+compile_sources() {
+    "$venv/bin/python" -m compileall -q "$root/pybind/python/shmtel"
 }
+plain() {
+    (cd "$root/pybind" && VIRTUAL_ENV=$venv "$maturin" develop --profile pyext)
+    compile_sources
+    exit 0
+}
+
+if [ "${PGO:-1}" = 0 ]; then
+    plain
+fi
 
 major=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
 find_profdata() {
@@ -71,6 +86,6 @@ echo "pgo: 3/4 merge ($profdata)" >&2
 "$profdata" merge -o "$data" "$raw"
 
 echo "pgo: 4/4 optimized build" >&2
-cd "$root/pybind"
-CARGO_TARGET_DIR=$target/pgo-use RUSTFLAGS="$flags -Cprofile-use=$data" \
-    VIRTUAL_ENV=$venv exec "$maturin" develop --profile pyext
+(cd "$root/pybind" && CARGO_TARGET_DIR=$target/pgo-use RUSTFLAGS="$flags -Cprofile-use=$data" \
+    VIRTUAL_ENV=$venv "$maturin" develop --profile pyext)
+compile_sources
