@@ -31,6 +31,9 @@ wrk, this script and the receiver on CPU 1, and the collector where the schedule
 deployed collector beside pinned workers would run; `--collector-cpu server` pins it to the
 worker's CPU, the worst case, `load` to wrk's); with more workers than one CPU holds nothing is
 pinned.
+Every variant's workers run with the same fixed glibc malloc thresholds (`MALLOC_ENV`; `--malloc
+default` leaves glibc's dynamic ones, under which each worker lands at random in one of two modes
+~20 µs per request apart).
 
     .venv/bin/python benches/asgi/run.py --seconds 10 --rounds 3 --workers 1,4
     .venv/bin/python benches/asgi/run.py --smoke          # exactness only, ~2 s per variant
@@ -76,6 +79,15 @@ CHILD_SPAN = "load_user"
 LOG_MESSAGE = "user fetched"
 CONNECTIONS = 32
 WARMUP_SECONDS = 2
+# glibc malloc's thresholds for the workers of every variant (`--malloc fixed`, the default).
+# asyncio receives into a 256 KiB buffer per read (`sock.recv(256 * 1024)`), above glibc's
+# initial mmap threshold (128 KiB). glibc raises that threshold the first time `free` returns an
+# mmapped chunk; `realloc` shrinking one (as the read's bytes object is) does not. So a worker
+# either never maps (the buffer comes from the heap's top) or maps and unmaps every read, with 2
+# page faults and ~20 µs more CPU per request, depending on what it happened to allocate first:
+# with 4 workers, bare's rounds were 120-124 or 143-145 µs per request at random. Fixed
+# thresholds put every worker of every variant in the first mode (no faults).
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "524288", "MALLOC_TRIM_THRESHOLD_": "1048576"}
 SETTLE_TIMEOUT = 30.0
 STARTUP_TIMEOUT = 60.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -495,6 +507,8 @@ class Bench:
             SHMTEL_SERVICE=service,
             PYTHONUNBUFFERED="1",
         )
+        if self.args.malloc == "fixed":
+            env.update(MALLOC_ENV)
         if self.args.ring_bytes:
             env["SHMTEL_RING_BYTES"] = str(self.args.ring_bytes)
         if variant == "today_mp":
@@ -893,6 +907,13 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=WARMUP_SECONDS, help="warm-up seconds (2)")
     p.add_argument("--pin", choices=("auto", "none"), default="auto", help="taskset pinning")
     p.add_argument(
+        "--malloc",
+        choices=("fixed", "default"),
+        default="fixed",
+        help="glibc malloc thresholds of the workers: fixed (MALLOC_ENV: no worker maps and "
+        "unmaps asyncio's 256 KiB read buffer per request) or glibc's default dynamic ones",
+    )
+    p.add_argument(
         "--collector-cpu",
         choices=("any", "server", "load"),
         default="any",
@@ -994,6 +1015,7 @@ def main() -> int:
                     "warmup": args.warmup,
                     "connections": CONNECTIONS,
                     "pin": args.pin,
+                    "malloc": args.malloc,
                     "smoke": args.smoke,
                 },
                 "summary": summary,
