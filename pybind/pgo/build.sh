@@ -31,8 +31,12 @@ maturin=$venv/bin/maturin
 compile_sources() {
     "$venv/bin/python" -m compileall -q "$root/pybind/python/shmtel"
 }
+# `maturin develop` of the `pyext` profile, with the extra environment given (VAR=value ...).
+develop() {
+    (cd "$root/pybind" && env VIRTUAL_ENV="$venv" "$@" "$maturin" develop --profile pyext)
+}
 plain() {
-    (cd "$root/pybind" && VIRTUAL_ENV=$venv "$maturin" develop --profile pyext)
+    develop
     compile_sources
     exit 0
 }
@@ -74,8 +78,7 @@ rm -rf "$raw" "$data"
 mkdir -p "$target/pgo"
 
 echo "pgo: 1/4 instrumented build" >&2
-(cd "$root/pybind" && CARGO_TARGET_DIR=$target/pgo-generate RUSTFLAGS="$flags -Cprofile-generate=$raw" \
-    VIRTUAL_ENV=$venv "$maturin" develop --profile pyext)
+develop CARGO_TARGET_DIR="$target/pgo-generate" RUSTFLAGS="$flags -Cprofile-generate=$raw"
 # Build scripts and proc macros were instrumented too, and wrote their profiles while building.
 rm -rf "$raw"
 
@@ -86,6 +89,5 @@ echo "pgo: 3/4 merge ($profdata)" >&2
 "$profdata" merge -o "$data" "$raw"
 
 echo "pgo: 4/4 optimized build" >&2
-(cd "$root/pybind" && CARGO_TARGET_DIR=$target/pgo-use RUSTFLAGS="$flags -Cprofile-use=$data" \
-    VIRTUAL_ENV=$venv "$maturin" develop --profile pyext)
+develop CARGO_TARGET_DIR="$target/pgo-use" RUSTFLAGS="$flags -Cprofile-use=$data"
 compile_sources
