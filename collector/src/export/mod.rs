@@ -68,6 +68,7 @@
 //! for TLS backends).
 
 pub mod env;
+pub(crate) mod envelope;
 pub mod http;
 pub mod jsonl;
 pub mod otlp;

@@ -21,7 +21,6 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
 use std::sync::Arc;
 
-use prost::Message;
 use shmtel_core::layout::{span_status, SPAN_FLAG_REMOTE_PARENT, SPAN_FLAG_SAMPLED};
 
 use super::resource::ResourceInfo;
@@ -129,10 +128,7 @@ impl OtlpEncoder {
 
 impl Encoder<SpanData> for OtlpEncoder {
     fn encode(&mut self, spans: Vec<SpanData>, out: &mut Vec<u8>) {
-        let req = self.request(spans);
-        out.reserve(req.encoded_len());
-        // Encoding into a Vec with room reserved cannot fail.
-        let _ = req.encode(out);
+        super::envelope::encode_request(&self.request(spans).resource_spans, out);
     }
 }
 
@@ -195,7 +191,7 @@ pub fn span_message(mut s: SpanData) -> Span {
             s.parent_span_id.to_vec()
         },
         flags,
-        name: s.name.to_string(),
+        name: String::from(&*s.name),
         kind: if s.kind <= 5 { i32::from(s.kind) } else { 0 },
         start_time_unix_nano: s.start_ns,
         end_time_unix_nano: s.end_ns,
@@ -206,7 +202,7 @@ pub fn span_message(mut s: SpanData) -> Span {
             .into_iter()
             .map(|e| span::Event {
                 time_unix_nano: e.time_ns,
-                name: e.name.to_string(),
+                name: String::from(&*e.name),
                 attributes: key_values(e.attributes),
                 dropped_attributes_count: 0,
             })
@@ -307,6 +303,7 @@ mod tests {
     use super::*;
     use crate::sinks::{EventData, Origin};
     use any_value::Value as V;
+    use prost::Message;
 
     fn sample() -> SpanData {
         SpanData {

@@ -58,7 +58,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use prost::Message;
 use serde::Deserialize;
 
 use super::file::check_name;
@@ -277,9 +276,7 @@ impl OtlpLogsEncoder {
 impl Encoder<LogData> for OtlpLogsEncoder {
     fn encode(&mut self, logs: Vec<LogData>, out: &mut Vec<u8>) {
         let req = self.request(logs, (self.clock)());
-        out.reserve(req.encoded_len());
-        // Encoding into a Vec with room reserved cannot fail.
-        let _ = req.encode(out);
+        crate::export::envelope::encode_request(&req.resource_logs, out);
     }
 }
 
@@ -309,7 +306,7 @@ pub fn log_record(l: LogData, observed_ns: u64) -> LogRecord {
             }
             None => attrs.push((
                 "code.file.path".into(),
-                OwnedValue::Str(l.caller.to_string()),
+                OwnedValue::Str(String::from(&*l.caller)),
             )),
         }
     }
@@ -351,6 +348,7 @@ mod tests {
     use crate::sinks::Origin;
     use any_value::Value as V;
     use opentelemetry_proto::tonic::common::v1::KeyValue;
+    use prost::Message;
 
     fn log(service: &str, pid: u32) -> LogData {
         LogData {

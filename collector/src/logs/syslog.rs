@@ -558,7 +558,7 @@ impl SyslogEncoder {
             params.push(("correlation_id".into(), log.correlation_id.clone()));
         }
         if !log.caller.is_empty() {
-            params.push(("caller".into(), log.caller.to_string()));
+            params.push(("caller".into(), String::from(&*log.caller)));
         }
         let ids = params.len();
         let mut truncated = log.truncated;
