@@ -5,13 +5,80 @@
 //! feature); `https://` endpoints are refused when the configuration is checked.
 
 use std::io::Write;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use super::sender::{Outcome, Transport};
+
+/// How long the endpoint's addresses are used without a new lookup (unless a connection to them
+/// fails first).
+pub const RESOLVE_TTL: Duration = Duration::from_secs(30);
+
+/// The endpoint's last lookup: ureq resolves the host before every request, also one that goes
+/// out on a pooled keep-alive connection, and its default resolver runs each lookup on a new
+/// thread when a timeout applies (ours always does): a thread per export, ~20 a second under
+/// load. The addresses are kept for [`RESOLVE_TTL`] and forgotten when a send fails to connect,
+/// so a moved endpoint is found again at the next attempt.
+#[derive(Debug)]
+struct CachingResolver {
+    inner: Box<dyn Resolver>,
+    /// (scheme and authority, when looked up, the addresses).
+    last: Mutex<Option<(String, Instant, ResolvedSocketAddrs)>>,
+}
+
+impl CachingResolver {
+    fn new(inner: Box<dyn Resolver>) -> CachingResolver {
+        CachingResolver {
+            inner,
+            last: Mutex::new(None),
+        }
+    }
+
+    fn last(&self) -> MutexGuard<'_, Option<(String, Instant, ResolvedSocketAddrs)>> {
+        // A plain value: a panic while the lock was held leaves nothing half-written.
+        self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn forget(&self) {
+        *self.last() = None;
+    }
+}
+
+/// The agent's handle on the shared cache.
+#[derive(Debug, Clone)]
+struct SharedResolver(Arc<CachingResolver>);
+
+impl Resolver for SharedResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let key = match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
+            _ => return self.0.inner.resolve(uri, config, timeout),
+        };
+        if let Some((k, at, addrs)) = &*self.0.last() {
+            if *k == key && at.elapsed() < RESOLVE_TTL {
+                return Ok(addrs.clone());
+            }
+        }
+        let addrs = self.0.inner.resolve(uri, config, timeout)?;
+        *self.0.last() = Some((key, Instant::now(), addrs.clone()));
+        Ok(addrs)
+    }
+}
 
 /// POSTs bodies to one URL.
 pub struct HttpTransport {
     agent: ureq::Agent,
+    resolver: Arc<CachingResolver>,
     url: String,
     content_type: &'static str,
     headers: Vec<(String, String)>,
@@ -35,7 +102,7 @@ impl HttpTransport {
             ureq::http::HeaderValue::from_str(v)
                 .map_err(|_| format!("invalid value of header {k:?}"))?;
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
             .user_agent(concat!("shmtel/", env!("CARGO_PKG_VERSION")))
@@ -43,10 +110,16 @@ impl HttpTransport {
             // Loopback and in-cluster backends: an HTTP_PROXY meant for other tools must not
             // capture the collector's exports.
             .proxy(None)
-            .build()
-            .into();
+            .build();
+        let resolver = Arc::new(CachingResolver::new(Box::new(DefaultResolver::default())));
+        let agent = ureq::Agent::with_parts(
+            config,
+            DefaultConnector::default(),
+            SharedResolver(Arc::clone(&resolver)),
+        );
         Ok(HttpTransport {
             agent,
+            resolver,
             url: url.to_owned(),
             content_type,
             headers,
@@ -119,6 +192,10 @@ impl Transport for HttpTransport {
             }
             Err(e) => {
                 use ureq::Error as E;
+                if matches!(e, E::Io(_) | E::HostNotFound | E::ConnectionFailed) {
+                    // Look the endpoint up again at the next attempt: it may have moved.
+                    self.resolver.forget();
+                }
                 match e {
                     E::Io(_)
                     | E::Timeout(_)
@@ -161,6 +238,59 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Answers every lookup with one address and counts them.
+    #[derive(Debug, Default, Clone)]
+    struct Counting(Arc<AtomicUsize>);
+
+    impl Resolver for Counting {
+        fn resolve(
+            &self,
+            _uri: &Uri,
+            _config: &Config,
+            _timeout: NextTimeout,
+        ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+            // Ordering: Relaxed: a counter read after the calls, on the same thread.
+            self.0.fetch_add(1, Ordering::Relaxed);
+            let mut a = self.empty();
+            a.push("127.0.0.1:4318".parse::<SocketAddr>().unwrap());
+            Ok(a)
+        }
+    }
+
+    #[test]
+    fn lookups_are_kept_per_endpoint_until_a_send_fails() {
+        let count = Counting::default();
+        let cache = Arc::new(CachingResolver::new(Box::new(count.clone())));
+        let r = SharedResolver(Arc::clone(&cache));
+        let config = Config::default();
+        let lookup = |url: &str| {
+            let uri: Uri = url.parse().unwrap();
+            let addrs = r.resolve(&uri, &config, NextTimeout::default()).unwrap();
+            assert_eq!(addrs.len(), 1);
+        };
+        // Ordering: Relaxed (all): see `Counting`.
+        let calls = || count.0.load(Ordering::Relaxed);
+        lookup("http://collector:4318/v1/traces");
+        lookup("http://collector:4318/v1/traces");
+        lookup("http://collector:4318/v1/logs");
+        assert_eq!(calls(), 1, "one lookup for the same scheme and authority");
+        lookup("http://other:4318/v1/traces");
+        assert_eq!(calls(), 2, "another host is looked up");
+        lookup("http://other:4318/v1/traces");
+        assert_eq!(calls(), 2);
+        cache.forget();
+        lookup("http://other:4318/v1/traces");
+        assert_eq!(calls(), 3, "looked up again after a failed send");
+        // An entry past its time is looked up again.
+        if let Some((_, at, _)) = &mut *cache.last() {
+            *at -= RESOLVE_TTL;
+        }
+        lookup("http://other:4318/v1/traces");
+        assert_eq!(calls(), 4);
+    }
 
     #[test]
     fn statuses_are_classified_as_otlp_says() {
