@@ -511,17 +511,19 @@ impl AsgiSend {
             .unwrap_or(0);
         // Ordering: Relaxed: read back by the request on the same thread after the app returns.
         this.status.store(status, Ordering::Relaxed);
-        let headers = PyList::empty(py);
+        // The app's headers and ours, in a list made at its final size.
+        let mut all: SmallVec<[Bound<'py, PyAny>; 8]> = SmallVec::new();
         if let Some(own) = d.get_item(intern!(py, "headers"))? {
-            if own.is_truthy()? {
+            if let Ok(list) = own.cast::<PyList>() {
+                all.extend(list.iter());
+            } else if own.is_truthy()? {
                 for h in own.try_iter()? {
-                    headers.append(h?)?;
+                    all.push(h?);
                 }
             }
         }
-        for h in &this.extra {
-            headers.append(h.bind(py))?;
-        }
+        all.extend(this.extra.iter().map(|h| h.bind(py).clone().into_any()));
+        let headers = PyList::new(py, all)?;
         // A new message (the app's may be reused), never the app's header list mutated.
         let out = d.copy()?;
         out.set_item(intern!(py, "headers"), headers)?;
