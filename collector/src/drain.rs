@@ -912,10 +912,11 @@ fn symbol(table: &mut Option<TableReader>, names: &mut Names, id: u32) -> Arc<st
     if let Some(Some(s)) = names.by_id.get(i) {
         return s.clone();
     }
-    let Some(t) = table.as_mut() else {
+    // Id 0 is the empty name (a log event without its caller: every request), not looked up.
+    let Some(t) = table.as_mut().filter(|_| id != 0) else {
         return names.empty.clone();
     };
-    if id != 0 && !t.symbols.contains_key(&id) {
+    if !t.symbols.contains_key(&id) {
         let _ = t.refresh();
     }
     // An id the table does not (yet) define reads as empty and is not cached: a later refresh

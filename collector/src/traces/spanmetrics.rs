@@ -187,8 +187,10 @@ struct Table {
     max_series: usize,
     expiry: Duration,
     hasher: FoldState,
-    /// Series by a hash of their label values; collisions share a vector.
-    index: HashMap<u64, Vec<Series>>,
+    /// Series by a hash of their label values; collisions share a vector. The map hashes that
+    /// hash again with the same seeded hasher (one multiply, where SipHash cost more than the
+    /// label hash itself).
+    index: HashMap<u64, Vec<Series>, FoldState>,
     len: usize,
     overflow: Option<Series>,
     overflow_spans: u64,
@@ -267,13 +269,14 @@ impl SpanMetrics {
     pub fn new(cfg: &SpanMetricsConfig) -> SpanMetrics {
         let now = Instant::now();
         let expiry = Duration::from_millis(cfg.expiry_ms.max(1));
+        let hasher = FoldState::new();
         SpanMetrics {
             table: Arc::new(Mutex::new(Table {
                 bounds: cfg.buckets.clone().into(),
                 max_series: cfg.max_series,
                 expiry,
-                hasher: FoldState::new(),
-                index: HashMap::new(),
+                hasher,
+                index: HashMap::with_hasher(hasher),
                 len: 0,
                 overflow: None,
                 overflow_spans: 0,
