@@ -8,7 +8,8 @@
 # serving N1 and then N2 requests (default 300 and 1300) over one keep-alive connection; the
 # difference of the two totals over N2 - N1 is the cost of a request without the start-up.
 # shmtel's rings are made large enough (64 MiB) that nothing is dropped without a collector.
-# Extra environment (BENCH_*) is passed to the app. Installs Debian's valgrind when missing.
+# Extra environment (BENCH_*) is passed to the app. The worker gets run.py's fixed glibc malloc
+# thresholds (MALLOC_ENV there). Installs Debian's valgrind when missing.
 #   CONNS=32      clients on as many keep-alive connections (default 1); wrk's -c32 interleaves
 #                 requests the same way
 #   CACHE_SIM=1   callgrind's cache simulation too (--cache-sim=yes): first-level instruction
@@ -40,6 +41,7 @@ count() {
         cd "$here"
         BENCH_VARIANT=$variant BENCH_TALLY_DIR=$d/tally BENCH_LOG_FILE=$d/app.log \
             SHMTEL_DIR=$d/regions SHMTEL_RING_BYTES=67108864 \
+            MALLOC_MMAP_THRESHOLD_=524288 MALLOC_TRIM_THRESHOLD_=1048576 \
             exec valgrind --tool=callgrind --callgrind-out-file="$d/cg.out" \
             ${CACHE_SIM:+--cache-sim=yes} \
             "$python" serve.py app:app --app-dir . --host 127.0.0.1 --port "$port" \
