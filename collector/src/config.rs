@@ -15,8 +15,10 @@
 //! dead_process_grace_ms = 1000     # a dead writer's regions are kept this long after draining
 //!
 //! [poll]                           # the drain loop's polling (see drain::DrainOptions)
-//! min_sleep_ms = 5                 # pause after a pass that found work (batching; skipped
-//!                                  # while a ring is over a quarter full), first idle sleep
+//! min_sleep_ms = 5                 # first pause after a pass that found work (batching;
+//!                                  # halves while a ring fills over 1/8 per pause, doubles up
+//!                                  # to max_sleep_ms while all stay under 1/16; skipped while
+//!                                  # a ring is over a quarter full), first idle sleep
 //! max_sleep_ms = 50                # idle sleeps double from min to max
 //! spin_iterations = 0              # empty polls spent spinning, then...
 //! yield_iterations = 0             # ...yielding, before sleeping; either > 0 also drops the
@@ -184,8 +186,8 @@ pub struct Config {
     pub file: Option<PathBuf>,
 }
 
-/// The drain loop's polling: by default a short pause after a pass that found work (none while
-/// a ring is backlogged), and sleeps doubling from `min_sleep_ms` to `max_sleep_ms` when idle;
+/// The drain loop's polling: by default a pause after a pass that found work that follows the
+/// write rate (none while a ring is backlogged), and sleeps doubling from `min_sleep_ms` to `max_sleep_ms` when idle;
 /// optionally spinning and yielding first, for the lowest latency (the policy and its limits are
 /// described at [`crate::drain::DrainOptions`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,10 +198,12 @@ pub struct PollConfig {
     /// Empty polls spent yielding before sleeping (default 0). Non-zero also removes the pause
     /// after a pass that found work.
     pub yield_iterations: u32,
-    /// Pause after a pass that found work, and first sleep when idle, in milliseconds
-    /// (default 5; when only `max_sleep_ms` is set, and lower, it follows it down).
+    /// First pause after a pass that found work (it then follows the write rate), and first
+    /// sleep when idle, in milliseconds (default 5; when only `max_sleep_ms` is set, and
+    /// lower, it follows it down).
     pub min_sleep_ms: u64,
-    /// Longest sleep between polls when idle, in milliseconds (default 50).
+    /// Longest pause after work and longest sleep between polls when idle, in milliseconds
+    /// (default 50).
     pub max_sleep_ms: u64,
     /// Interval between directory rescans for new or vanished regions, in milliseconds
     /// (default 50).

@@ -94,36 +94,43 @@ pub struct SelfStats {
 /// # Polling
 ///
 /// The defaults suit a collector that shares cores with the processes it drains: it never
-/// spins or yields. After a pass that found work it sleeps `min_sleep` (a batching interval:
-/// the next pass finds a batch of records, not one) unless a ring is backlogged (more than a
-/// quarter of its capacity was waiting at the start of the pass, or the pass stopped at
+/// spins or yields. After a pass that found work it sleeps a batching pause (the next pass
+/// finds a batch of records, not one), first `min_sleep`, unless a ring is backlogged (more
+/// than a quarter of its capacity was waiting at the start of the pass, or the pass stopped at
 /// `frames_per_ring`), in which case it drains again at once until the backlog is gone. The
 /// batching pause adapts to the write rate: when a pass that followed it finds a ring more
-/// than 1/8 full, it halves (down to 0.1 ms); when it finds every ring under 1/32 full, it
-/// doubles back, up to `min_sleep`. After a pass that found nothing it sleeps too, doubling
-/// from `min_sleep` to `max_sleep`, so an idle collector wakes at most `1 / max_sleep` times a
-/// second (near-zero CPU).
+/// than 1/8 full, it halves (down to 0.1 ms); when it finds every ring under 1/16 full, it
+/// doubles, up to `max_sleep`. So the fullest ring fills by between 1/16 and 1/8 of its
+/// capacity per pause under a steady load, and the collector wakes no more often than that
+/// takes (a light load: `1 / max_sleep` times a second). After a pass that found nothing it
+/// sleeps too, doubling from `min_sleep` to `max_sleep`, so an idle collector also wakes at
+/// most `1 / max_sleep` times a second (near-zero CPU).
 ///
 /// How fast may a writer go before its ring fills? Between two looks at a ring there are at
-/// most one sleep and one pass, so at the full pause a ring of capacity `C` absorbs a write
-/// rate of about `C / min_sleep` bytes per second: with the defaults (1 MiB rings, 5 ms) about
-/// 200 MiB/s per thread, and 12.8 MiB/s with the smallest ring the writers accept (64 KiB); at
+/// most one sleep and one pass, so at a pause `P` a ring of capacity `C` absorbs a write rate
+/// of about `C / P` bytes per second: at the first pause (1 MiB rings, 5 ms) about 200 MiB/s
+/// per thread, and 12.8 MiB/s with the smallest ring the writers accept (64 KiB); at
 /// `min_sleep_ms = 1`, 1 GiB/s and 64 MiB/s. A Python worker at 5,000 requests/s writes a few
 /// MB/s (a request's spans, log event and metric updates are well under a kilobyte). A faster
 /// writer shrinks the pause (above) until a pause fills an eighth of its ring: at 0.1 ms that
-/// is sustained rates up to ~80 MiB/s for a 64 KiB ring and ~1.3 GiB/s for 1 MiB; what must
-/// fit in the ring unadapted is a rise in rate within one pause. Once a quarter of a ring is
-/// seen waiting, the loop stops sleeping until it has caught up, so a burst only has to fit in
-/// the rest of the ring while the current sleep ends. A burst that
-/// starts while the collector is idle, asleep for up to `max_sleep`, must fit in the ring:
-/// 1 MiB per 50 ms is 20 MiB/s. A writer that outruns this loses no counter increment (they
-/// go to the overflow slots); spans and log events are dropped and counted.
+/// is sustained rates up to ~80 MiB/s for a 64 KiB ring and ~1.3 GiB/s for 1 MiB. What must
+/// fit in the ring unadapted is a rise in rate within one pause: since a pause only grows
+/// while it fills less than 1/16 of every ring, a rise of 8 times or more within one pause
+/// always fits. Once a quarter of a ring is seen waiting, the loop stops sleeping until it
+/// has caught up, so a burst only has to fit in the rest of the ring while the current sleep
+/// ends. A burst that starts while the collector is idle, or after a light load, asleep for up
+/// to `max_sleep`, must fit in the ring: 1 MiB per 50 ms is 20 MiB/s. A writer that outruns
+/// this loses no counter increment (they go to the overflow slots); spans and log events are
+/// dropped and counted.
 ///
-/// Why 5 ms: every wake-up is a context switch on a core the workers may be using (in a VM,
-/// ~10 µs of the collector's CPU each, plus the worker's lost cache); 200 wake-ups a second
-/// under load cost ~0.2% of a core, against 1% at 1 ms, and nothing downstream needs fresher
-/// data (Prometheus scrapes every few seconds, logs wait 250 ms in the reorder window, span
-/// batches up to a second).
+/// Why pause at all, and why let the pause grow: every wake-up is a context switch on a core
+/// the workers may be using (in a VM, ~10 µs of the collector's CPU each, plus the worker's
+/// lost cache), and the collector's fixed cost per pass (a look at every ring, the sinks'
+/// ticks) is spread over the records the pass finds. 200 wake-ups a second cost ~0.2% of a
+/// core, against 1% at 1 ms; under the ASGI benchmark's load (~2-8 MB/s per ring) the pause
+/// settles at 10-40 ms (benches/README.md, "The collector's export path"). Nothing downstream
+/// needs fresher data: Prometheus scrapes every few seconds, logs wait 250 ms in the reorder
+/// window, span batches up to a second.
 ///
 /// Spinning (`spin_iterations`) and yielding (`yield_iterations`) remain for those who want
 /// the lowest latency and can spare a core: when either is set, a pass that found work is
@@ -139,10 +146,11 @@ pub struct DrainOptions {
     pub spin_iterations: u32,
     /// Empty passes that yield before sleeping (default 0). Non-zero: no pause after work.
     pub yield_iterations: u32,
-    /// Pause after a pass that found work (unless spinning or yielding is configured, or a ring
-    /// is backlogged), and the first sleep when idle (default 5 ms).
+    /// First pause after a pass that found work (unless spinning or yielding is configured, or
+    /// a ring is backlogged; it then follows the write rate), and the first sleep when idle
+    /// (default 5 ms).
     pub min_sleep: Duration,
-    /// Longest sleep when idle (default 50 ms).
+    /// Longest pause after work, and longest sleep when idle (default 50 ms).
     pub max_sleep: Duration,
     /// How long a dead process's regions stay before removal once drained.
     pub dead_grace: Duration,
@@ -303,8 +311,9 @@ pub struct Drainer {
     backlogged: bool,
     /// Fullest ring at the start of the last pass (waiting bytes / capacity).
     fill: f64,
-    /// The pause after a pass that found work: `min_sleep`, halved while rings are found more
-    /// than 1/8 full after it, doubled back while they are found under 1/32 full.
+    /// The pause after a pass that found work: first `min_sleep`, halved while rings are found
+    /// more than 1/8 full after it, doubled (up to `max_sleep`) while they are found under 1/16
+    /// full.
     batch: Duration,
     /// Processes to forget at the end of a pass (kept to reuse its allocation).
     finished: Vec<(u32, u64)>,
@@ -425,8 +434,9 @@ impl Drainer {
             if !self.slept.is_zero() {
                 if self.fill > 1.0 / 8.0 {
                     self.batch = (self.batch / 2).max(MIN_BATCH_PAUSE.min(self.opts.min_sleep));
-                } else if self.fill < 1.0 / 32.0 {
-                    self.batch = (self.batch * 2).min(self.opts.min_sleep);
+                } else if self.fill < 1.0 / 16.0 {
+                    // The configuration keeps min_sleep <= max_sleep.
+                    self.batch = (self.batch * 2).min(self.opts.max_sleep.max(self.opts.min_sleep));
                 }
             }
             return if self.backlogged {
@@ -1292,9 +1302,11 @@ mod tests {
     #[test]
     fn by_default_work_is_batched_and_idleness_backs_off_without_spinning() {
         let mut d = drainer(DrainOptions::new("/nonexistent".into()));
-        // Work: a batching pause; a backlogged ring: the next pass at once.
+        // Work: a batching pause; a backlogged ring: the next pass at once. (Rings found
+        // between 1/16 and 1/8 full after a pause keep the pause where it is.)
         assert_eq!(d.next_pause(true), ms(5));
         d.slept = Duration::from_millis(5);
+        d.fill = 0.1;
         d.backlogged = true;
         assert_eq!(d.next_pause(true), Pause::Now);
         d.backlogged = false;
@@ -1334,17 +1346,28 @@ mod tests {
             after(&mut d, 0.2),
             Pause::Sleep(Duration::from_micros(1_250))
         );
-        // Between 1/32 and 1/8: keep it; below 1/32: back up to min_sleep.
+        // Between 1/16 and 1/8: keep it; below 1/16: double, past min_sleep up to max_sleep.
         assert_eq!(
             after(&mut d, 0.1),
             Pause::Sleep(Duration::from_micros(1_250))
         );
         assert_eq!(
-            after(&mut d, 0.01),
+            after(&mut d, 0.05),
             Pause::Sleep(Duration::from_micros(2_500))
         );
-        assert_eq!(after(&mut d, 0.01), ms(5));
-        assert_eq!(after(&mut d, 0.0), ms(5));
+        assert_eq!(after(&mut d, 0.05), ms(5));
+        assert_eq!(after(&mut d, 0.01), ms(10));
+        assert_eq!(after(&mut d, 0.07), ms(10));
+        assert_eq!(after(&mut d, 0.01), ms(20));
+        assert_eq!(after(&mut d, 0.0), ms(40));
+        assert_eq!(after(&mut d, 0.0), ms(50));
+        assert_eq!(after(&mut d, 0.0), ms(50));
+        // A rise in rate: half as long again at once.
+        assert_eq!(after(&mut d, 0.2), ms(25));
+        // Idle passes do not touch it; work after idling resumes at it.
+        assert_eq!(d.next_pause(false), ms(5));
+        d.slept = Duration::from_millis(5);
+        assert_eq!(after(&mut d, 0.1), ms(25));
         // Never below 0.1 ms.
         for _ in 0..20 {
             after(&mut d, 0.2);
