@@ -150,7 +150,7 @@ bench-python: pyenv pybuild
 .PHONY: bench-asgi  ## End-to-end ASGI benchmark: uvicorn + wrk, bare vs today's stack vs shmtel
 bench-asgi: build pyenv pybuild
 	@mkdir -p $(TARGET_DIR)
-	$(VENV_PY) benches/asgi/run.py --seconds 10 --rounds 3 --workers 1,4 \
+	$(VENV_PY) benches/asgi/run.py --seconds 5 --rounds 2 --slices 4 --workers 1,4 \
 		--json $(TARGET_DIR)/bench-asgi.json
 
 .PHONY: clean  ## Remove build output (target/, including the loom build and test logs)

@@ -1,7 +1,7 @@
 """End-to-end ASGI benchmark: a Starlette app under uvicorn, bare and instrumented, loaded by wrk.
 
 Per worker count and per round, each variant of `app.py` (bare, today, today_mp, shmtel) gets a
-fresh set of processes:
+fresh set of processes, all started side by side before the round's first measurement:
 
 - an OTLP/HTTP receiver on loopback (a thread of this process) that keeps the body of every
   request and, after the measured run, decodes each ExportTraceServiceRequest with
@@ -15,12 +15,21 @@ fresh set of processes:
   on 127.0.0.1, started through `serve.py` (uvicorn's own CLI, with TCP_NODELAY on the workers'
   connections: see there why).
 
-Then a warm-up (`wrk`, 2 s), and the measured run: `wrk -t1 -c32 -d<seconds> --latency` with a
-Lua script that counts the requests wrk sends. Worker and collector CPU come from /proc/<pid>/stat
-(utime + stime) just before and just after the measured run (and this script's own, the
-receiver's and the scraper's, for the log). uvicorn is then stopped (SIGTERM:
-lifespan shutdown flushes today's BatchSpanProcessor, and each worker writes the number of
-requests it received, counted by `app.py`'s RequestTally outside any instrumentation).
+Then each variant gets a warm-up (`wrk`, 2 s), and the measured runs follow: `wrk -t1 -c32
+-d<seconds> --latency` with a Lua script that counts the requests wrk sends, each variant in turn,
+`--slices` times (in an order shuffled for each slice, seeded), with a pause of
+`--settle` seconds after each run for the exports it caused to end. This machine is shared: its
+speed drifts by 10-40 % over tens of seconds, which a round of 10 s runs per variant (as before)
+could not tell from the variants' differences; runs of a few seconds, alternating, see the same
+drift, and each is paired with bare's run of the same slice. Worker and collector CPU come from
+/proc/<pid>/stat (utime + stime) just before and just after each measured run (and this script's
+own, the receiver's and the scraper's, for the log). The variants that are not under load are
+idle (their collector wakes at most 20 times a second; today's BatchSpanProcessor sends what is
+left in its queue, under 512 spans, up to 5 s after its run, its default schedule delay, which
+may fall in another variant's run). At the end of the round each uvicorn is
+stopped (SIGTERM: lifespan shutdown flushes today's BatchSpanProcessor, and each worker writes
+the number of requests it received, counted by `app.py`'s RequestTally outside any
+instrumentation).
 
 Exactness: the requests served (the tallies, warm-up included) must lie between wrk's completed
 and sent counts (requests still in flight when wrk stops are served, unless its closing sockets
@@ -28,8 +37,8 @@ reset them), and the requests counted by the metrics (the collector's `http_requ
 shmtel, the multiprocess files for today_mp), the spans at the receiver (a server and a child span
 per request) and the log lines must all equal the requests served.
 
-Variants alternate within each round (the order rotates from round to round); the table shows
-medians over rounds. With `--pin auto` (the default) and one worker, the server runs on CPU 0,
+The table shows medians over all runs (rounds x slices), paired ratios and differences against
+bare's run of the same slice, and the least CPU. With `--pin auto` (the default) and one worker, the server runs on CPU 0,
 wrk, this script and the receiver on CPU 1, and the collector where the scheduler puts it (as a
 deployed collector beside pinned workers would run; `--collector-cpu server` pins it to the
 worker's CPU, the worst case, `load` to wrk's); with more workers than one CPU holds nothing is
@@ -38,7 +47,7 @@ Every variant's workers run with the same fixed glibc malloc thresholds (`MALLOC
 default` leaves glibc's dynamic ones, under which each worker lands at random in one of two modes
 ~20 µs per request apart).
 
-    .venv/bin/python benches/asgi/run.py --seconds 10 --rounds 3 --workers 1,4
+    .venv/bin/python benches/asgi/run.py --seconds 5 --rounds 2 --slices 4 --workers 1,4
     .venv/bin/python benches/asgi/run.py --smoke          # exactness only, ~2 s per variant
 
 Outputs a markdown table on stdout and JSON (`--json`, default `<target>/bench-asgi.json`).
@@ -51,6 +60,7 @@ import argparse
 import gzip
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -454,6 +464,7 @@ class RunResult:
     variant: str
     workers: int
     round: int
+    slice: int
     rps: float
     p50_ms: float
     p99_ms: float
@@ -472,8 +483,35 @@ class RunResult:
     # This script's own CPU per request (the OTLP receiver reading exports, the scraper): on the
     # workers' cores when nothing is pinned.
     harness_cpu_us_per_req: float = 0.0
+    # Each worker's share of the workers' CPU, largest first (how wrk's connections spread).
+    worker_cpu_shares: list[float] = field(default_factory=list)
     served: int = 0
     checks: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Stack:
+    """A variant's running processes through a round: one or more measured runs (slices)."""
+
+    variant: str
+    workers: int
+    round: int
+    service: str
+    run_dir: Path
+    server_cpus: str | None
+    load_cpus: str | None
+    procs: list[Proc] = field(default_factory=list)  # the collector (shmtel), then uvicorn
+    pids: list[int] = field(default_factory=list)  # uvicorn's workers
+    collector_pids: list[int] = field(default_factory=list)
+    port: int = 0
+    collector_port: int | None = None
+    scrape_url: str | None = None
+    # wrk's counts over the warm-up and every slice: the requests served must lie between.
+    sent: int = 0
+    completed: int = 0
+    warmup_sent: int = 0
+    results: list[RunResult] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
@@ -631,7 +669,8 @@ class Bench:
             raise RuntimeError(f"expected {workers} worker pids, got {pids}\n{proc.tail()}")
         return proc, port, pids
 
-    def run(self, variant: str, workers: int, rnd: int) -> RunResult:
+    def start(self, variant: str, workers: int, rnd: int) -> Stack:
+        """A variant's processes (the collector for shmtel, then uvicorn), serving."""
         self.run_seq += 1
         service = f"bench-{variant}-{os.getpid()}-{self.run_seq}"
         run_dir = self.work / f"{self.run_seq:03d}-{variant}-w{workers}"
@@ -640,111 +679,160 @@ class Bench:
         (run_dir / "tally").mkdir()
         server_cpus, load_cpus = self.pinning(workers)
         env = self.env(variant, service, run_dir)
-        procs: list[Proc] = []
-        collector_port = None
+        stack = Stack(variant, workers, rnd, service, run_dir, server_cpus, load_cpus)
         try:
             if variant == "shmtel":
                 collector_cpus = {"any": None, "server": server_cpus, "load": load_cpus}[
                     self.args.collector_cpu
                 ]
-                collector, collector_port = self.start_collector(run_dir, collector_cpus)
-                procs.append(collector)
-            uvicorn, port, pids = self.start_uvicorn(workers, env, run_dir, server_cpus)
-            procs.append(uvicorn)
-            url = f"http://127.0.0.1:{port}/users/42"
-            if variant == "shmtel":
-                scrape_url = f"http://127.0.0.1:{collector_port}/metrics"
-            elif variant.startswith("today"):
-                scrape_url = f"http://127.0.0.1:{port}/metrics"
-            else:
-                scrape_url = None
+                collector, stack.collector_port = self.start_collector(run_dir, collector_cpus)
+                stack.procs.append(collector)
+                stack.collector_pids = [collector.pid]
+            uvicorn, stack.port, stack.pids = self.start_uvicorn(workers, env, run_dir, server_cpus)
+            stack.procs.append(uvicorn)
+        except BaseException:
+            self.stop(stack)
+            raise
+        if variant == "shmtel":
+            stack.scrape_url = f"http://127.0.0.1:{stack.collector_port}/metrics"
+        elif variant.startswith("today"):
+            stack.scrape_url = f"http://127.0.0.1:{stack.port}/metrics"
+        return stack
 
-            warm = run_wrk(self.wrk, self.lua, url, self.args.warmup, load_cpus)
-            stop_scraping = threading.Event()
-            scrapes = [0, 0]  # ok, failed
+    def load(self, stack: Stack, seconds: int, slice_: int) -> RunResult:
+        """One measured run of wrk against `stack` (its /metrics scraped every second)."""
+        url = f"http://127.0.0.1:{stack.port}/users/42"
+        stop_scraping = threading.Event()
+        scrapes = [0, 0]  # ok, failed
+        scrape_url = stack.scrape_url
 
-            def scrape() -> None:
-                assert scrape_url is not None
-                while not stop_scraping.wait(1.0):
-                    try:
-                        status, _ = http_get(scrape_url)
-                        scrapes[0 if status == 200 else 1] += 1
-                    except OSError:
-                        scrapes[1] += 1
+        def scrape() -> None:
+            assert scrape_url is not None
+            while not stop_scraping.wait(1.0):
+                try:
+                    status, _ = http_get(scrape_url)
+                    scrapes[0 if status == 200 else 1] += 1
+                except OSError:
+                    scrapes[1] += 1
 
-            scraper = threading.Thread(target=scrape, daemon=True) if scrape_url else None
-            if scraper is not None:
-                scraper.start()
-            if self.args.profile == variant:
-                self.profile(pids, run_dir)
-            collector_pids = [procs[0].pid] if variant == "shmtel" else []
-            workers_before = proc_counters(pids)
-            collector_before = proc_counters(collector_pids)
-            harness_before = proc_counters([os.getpid()])
-            main = run_wrk(self.wrk, self.lua, url, self.args.seconds, load_cpus)
-            worker_use = proc_counters(pids) - workers_before
-            collector_use = proc_counters(collector_pids) - collector_before
-            harness_use = proc_counters([os.getpid()]) - harness_before
-            per_req = 1 / max(main.completed, 1)
-            stop_scraping.set()
-            if scraper is not None:
-                scraper.join()
-
-            sent = warm.sent + main.sent
-            completed = warm.completed + main.completed
-            result = RunResult(
-                variant=variant,
-                workers=workers,
-                round=rnd,
-                rps=main.rps,
-                p50_ms=main.p50_ms,
-                p99_ms=main.p99_ms,
-                completed=main.completed,
-                sent=main.sent,
-                warmup_sent=warm.sent,
-                worker_cpu_us_per_req=worker_use.ticks / CLK_TCK * 1e6 * per_req,
-                collector_cpu_us_per_req=collector_use.ticks / CLK_TCK * 1e6 * per_req
-                if variant == "shmtel"
-                else None,
-                worker_sys_us_per_req=worker_use.stime / CLK_TCK * 1e6 * per_req,
-                worker_minflt_per_req=worker_use.minflt * per_req,
-                worker_vcsw_per_req=worker_use.vcsw * per_req,
-                worker_ivcsw_per_req=worker_use.ivcsw * per_req,
-                harness_cpu_us_per_req=harness_use.ticks / CLK_TCK * 1e6 * per_req,
-                scrapes=scrapes[0],
+        scraper = threading.Thread(target=scrape, daemon=True) if scrape_url else None
+        if scraper is not None:
+            scraper.start()
+        if self.args.profile == stack.variant and slice_ == 0:
+            self.profile(stack.pids, stack.run_dir)
+        workers_before = proc_counters(stack.pids)
+        each_before = [proc_counters([pid]).ticks for pid in stack.pids]
+        collector_before = proc_counters(stack.collector_pids)
+        harness_before = proc_counters([os.getpid()])
+        main = run_wrk(self.wrk, self.lua, url, seconds, stack.load_cpus)
+        worker_use = proc_counters(stack.pids) - workers_before
+        each_use = [
+            proc_counters([pid]).ticks - b for pid, b in zip(stack.pids, each_before, strict=True)
+        ]
+        collector_use = proc_counters(stack.collector_pids) - collector_before
+        harness_use = proc_counters([os.getpid()]) - harness_before
+        per_req = 1 / max(main.completed, 1)
+        stop_scraping.set()
+        if scraper is not None:
+            scraper.join()
+        stack.sent += main.sent
+        stack.completed += main.completed
+        result = RunResult(
+            variant=stack.variant,
+            workers=stack.workers,
+            round=stack.round,
+            slice=slice_,
+            rps=main.rps,
+            p50_ms=main.p50_ms,
+            p99_ms=main.p99_ms,
+            completed=main.completed,
+            sent=main.sent,
+            warmup_sent=stack.warmup_sent,
+            worker_cpu_us_per_req=worker_use.ticks / CLK_TCK * 1e6 * per_req,
+            collector_cpu_us_per_req=collector_use.ticks / CLK_TCK * 1e6 * per_req
+            if stack.variant == "shmtel"
+            else None,
+            worker_sys_us_per_req=worker_use.stime / CLK_TCK * 1e6 * per_req,
+            worker_minflt_per_req=worker_use.minflt * per_req,
+            worker_vcsw_per_req=worker_use.vcsw * per_req,
+            worker_ivcsw_per_req=worker_use.ivcsw * per_req,
+            harness_cpu_us_per_req=harness_use.ticks / CLK_TCK * 1e6 * per_req,
+            worker_cpu_shares=sorted(
+                (round(t / max(worker_use.ticks, 1), 2) for t in each_use), reverse=True
+            ),
+            scrapes=scrapes[0],
+        )
+        if scrapes[1]:
+            result.problems.append(f"{scrapes[1]} scrapes of {scrape_url} failed")
+        if main.non_2xx or main.socket_errors:
+            result.problems.append(
+                f"wrk saw {main.non_2xx} non-2xx responses, {main.socket_errors} socket errors"
             )
-            if scrapes[1]:
-                result.problems.append(f"{scrapes[1]} scrapes of {scrape_url} failed")
-            for w in (warm, main):
-                if w.non_2xx or w.socket_errors:
-                    result.problems.append(
-                        f"wrk saw {w.non_2xx} non-2xx responses, {w.socket_errors} socket errors"
-                    )
+        stack.results.append(result)
+        return result
+
+    def warm(self, stack: Stack) -> None:
+        """wrk for the warm-up seconds, not measured (its requests count for exactness)."""
+        url = f"http://127.0.0.1:{stack.port}/users/42"
+        warm = run_wrk(self.wrk, self.lua, url, self.args.warmup, stack.load_cpus)
+        stack.sent += warm.sent
+        stack.completed += warm.completed
+        stack.warmup_sent += warm.sent
+        if warm.non_2xx or warm.socket_errors:
+            stack.problems.append(
+                f"warm-up: wrk saw {warm.non_2xx} non-2xx responses, "
+                f"{warm.socket_errors} socket errors"
+            )
+
+    def finish(self, stack: Stack) -> None:
+        """Stop the stack gracefully and check exactness over all its runs; the outcome goes
+        on its runs (the problems on the last)."""
+        try:
             # Metrics of today_mp are read from the multiprocess directory after the workers are
             # gone; everything else is checked after a graceful stop (in-flight requests done,
             # BatchSpanProcessor flushed).
+            uvicorn = stack.procs[-1]
             status = uvicorn.stop()
             if status not in (0, -signal.SIGTERM):  # uvicorn re-raises the signal it handled
-                result.problems.append(f"uvicorn exited with {status}\n{uvicorn.tail()}")
+                stack.problems.append(f"uvicorn exited with {status}\n{uvicorn.tail()}")
             # What the workers received (app.py's RequestTally, written at lifespan shutdown).
-            tallies = list((run_dir / "tally").iterdir())
+            tallies = list((stack.run_dir / "tally").iterdir())
             served = sum(int(f.read_text()) for f in tallies)
-            result.served = served
-            if len(tallies) != workers:
-                result.problems.append(f"{len(tallies)} of {workers} workers wrote their tally")
-            elif not completed <= served <= sent:
-                result.problems.append(
-                    f"served {served} outside [completed {completed}, sent {sent}]"
+            if len(tallies) != stack.workers:
+                stack.problems.append(
+                    f"{len(tallies)} of {stack.workers} workers wrote their tally"
                 )
-            self.check(result, variant, service, run_dir, served, collector_port)
-            return result
+            elif not stack.completed <= served <= stack.sent:
+                stack.problems.append(
+                    f"served {served} outside [completed {stack.completed}, sent {stack.sent}]"
+                )
+            checks: dict[str, str] = {}
+            self.check(
+                checks,
+                stack.problems,
+                stack.variant,
+                stack.service,
+                stack.run_dir,
+                served,
+                stack.collector_port,
+            )
         finally:
-            for p in reversed(procs):
-                p.stop()
+            self.stop(stack)
+        for r in stack.results:
+            r.served = served
+            r.checks = checks
+        if stack.results:
+            stack.results[-1].problems.extend(stack.problems)
+
+    @staticmethod
+    def stop(stack: Stack) -> None:
+        for p in reversed(stack.procs):
+            p.stop()
 
     def check(
         self,
-        result: RunResult,
+        checks: dict[str, str],
+        problems: list[str],
         variant: str,
         service: str,
         run_dir: Path,
@@ -756,9 +844,9 @@ class Bench:
             return
 
         def outcome(name: str, problem: str | None) -> None:
-            result.checks[name] = "ok" if problem is None else "FAIL"
+            checks[name] = "ok" if problem is None else "FAIL"
             if problem is not None:
-                result.problems.append(problem)
+                problems.append(problem)
 
         # Metrics.
         if variant == "shmtel" and collector_port is not None:
@@ -818,8 +906,8 @@ class Bench:
             return None if n == expected else f"{n} != {expected}"
 
         outcome("logs", wait_for(f"log lines in {log_file.name}", lines, SETTLE_TIMEOUT))
-        if variant == "shmtel" and result.problems and collector_port is not None:
-            result.problems.append(self.ring_drops(collector_port))
+        if variant == "shmtel" and problems and collector_port is not None:
+            problems.append(self.ring_drops(collector_port))
 
     @staticmethod
     def ring_drops(collector_port: int) -> str:
@@ -881,16 +969,20 @@ def summarize(results: list[RunResult], worker_counts: list[int]) -> tuple[str, 
                 # The least over rounds: interference from other tenants only adds CPU time.
                 "least_worker_cpu_us": min(r.worker_cpu_us_per_req for r in runs),
                 "collector_cpu_us": median(collector) if collector else None,
-                "rounds": len(runs),
+                "runs": len(runs),
                 "exact": all(not r.problems for r in runs),
             }
-            # Paired with bare's run of the same round (the machine's state drifts between
-            # rounds by more than the differences measured): the median of the per-round
-            # ratios and differences.
+            # Paired with bare's run of the same slice of the same round (the machine's state
+            # drifts by more than the differences measured): the median of the per-slice ratios
+            # and differences.
             bare_runs = {
-                r.round: r for r in results if r.workers == workers and r.variant == "bare"
+                (r.round, r.slice): r
+                for r in results
+                if r.workers == workers and r.variant == "bare"
             }
-            pairs = [(r, bare_runs[r.round]) for r in runs if r.round in bare_runs]
+            pairs = [
+                (r, bare_runs[(r.round, r.slice)]) for r in runs if (r.round, r.slice) in bare_runs
+            ]
             if pairs and variant != "bare":
                 rows[variant]["paired_vs_bare"] = median([r.rps / b.rps for r, b in pairs])
                 rows[variant]["paired_added_cpu_us"] = median(
@@ -927,13 +1019,131 @@ def summarize(results: list[RunResult], worker_counts: list[int]) -> tuple[str, 
                 f"| {'yes' if row['exact'] else 'NO'} |"
             )
         summary[str(workers)] = rows
+        if workers > 1:
+            spread = by_spread(results, workers)
+            summary[f"{workers}_by_busy_workers"] = spread
+            lines.extend(spread_table(spread))
     return "\n".join(lines) + "\n", summary
+
+
+def busy_workers(r: RunResult) -> int:
+    """How many workers did a tenth or more of a run's work: uvicorn's workers share one
+    listening socket, and whichever wakes first accepts every connection wrk opens at once, so
+    wrk's 32 connections land on 1 to 4 of them, at random, run by run."""
+    return sum(1 for share in r.worker_cpu_shares if share >= 0.1)
+
+
+def by_spread(results: list[RunResult], workers: int) -> dict[str, dict[str, Any]]:
+    """Medians per number of busy workers and variant, and the ratio to bare's at the same
+    number: runs of different spreads differ by more than the variants do (with 4 workers on
+    2 CPUs, 105 µs per request on one busy worker against 160-190 on two or three)."""
+    out: dict[str, dict[str, Any]] = {}
+    for busy in range(1, workers + 1):
+        rows: dict[str, Any] = {}
+        for variant in VARIANTS + EXTRA_VARIANTS:
+            runs = [
+                r
+                for r in results
+                if r.workers == workers and r.variant == variant and busy_workers(r) == busy
+            ]
+            if runs:
+                rows[variant] = {
+                    "runs": len(runs),
+                    "rps": median([r.rps for r in runs]),
+                    "worker_cpu_us": median([r.worker_cpu_us_per_req for r in runs]),
+                }
+        bare = rows.get("bare")
+        for row in rows.values():
+            if bare:
+                row["vs_bare"] = row["rps"] / bare["rps"]
+                row["added_cpu_us"] = row["worker_cpu_us"] - bare["worker_cpu_us"]
+        if rows:
+            out[str(busy)] = rows
+    return out
+
+
+def spread_table(spread: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "\nBy the number of workers wrk's connections landed on (a tenth or more of the CPU):\n",
+        "| busy workers | variant | runs | req/s | worker CPU µs/req | vs bare | added CPU µs/req |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for busy, rows in spread.items():
+        for variant, row in rows.items():
+            lines.append(
+                f"| {busy} | {variant} | {row['runs']} | {row['rps']:,.0f} "
+                f"| {row['worker_cpu_us']:.0f} | {row.get('vs_bare', float('nan')):.3f}x "
+                f"| {row.get('added_cpu_us', float('nan')):+.1f} |"
+            )
+    return lines
+
+
+def log_run(r: RunResult) -> None:
+    coll = "-" if r.collector_cpu_us_per_req is None else f"{r.collector_cpu_us_per_req:.1f}"
+    log(
+        f"workers={r.workers} round={r.round} slice={r.slice} {r.variant}: {r.rps:,.0f} req/s "
+        f"p50 {r.p50_ms:.2f} ms p99 {r.p99_ms:.2f} ms worker "
+        f"{r.worker_cpu_us_per_req:.0f} µs/req (sys {r.worker_sys_us_per_req:.0f}, "
+        f"faults {r.worker_minflt_per_req:.3f}, switches {r.worker_vcsw_per_req:.2f} "
+        f"+ {r.worker_ivcsw_per_req:.3f} involuntary) collector {coll} µs/req "
+        f"harness {r.harness_cpu_us_per_req:.1f} µs/req sent {r.sent} (completed {r.completed})"
+        + (f" worker shares {r.worker_cpu_shares}" if len(r.worker_cpu_shares) > 1 else "")
+    )
+
+
+def run_round(bench: Bench, variants: list[str], workers: int, rnd: int) -> list[RunResult]:
+    """One round: every variant's processes started side by side (idle but for the one under
+    load), each warmed up, then `--slices` times each variant loaded in turn, in an order
+    shuffled for each slice (seeded by the round and slice, so a variant does not always follow
+    the same one, whose exports may run into the next run), with a pause of `--settle` seconds
+    after each run for the collector's and the SDK's exports to end; then every variant stopped
+    and checked."""
+    args = bench.args
+    stacks: list[Stack] = []
+    try:
+        for variant in variants:
+            stacks.append(bench.start(variant, workers, rnd))
+        for stack in stacks:
+            bench.warm(stack)
+        time.sleep(args.settle)
+        for k in range(args.slices):
+            order = list(stacks)
+            random.Random(f"{workers}/{rnd}/{k}").shuffle(order)
+            for stack in order:
+                log_run(bench.load(stack, args.seconds, k))
+                time.sleep(args.settle)
+        results: list[RunResult] = []
+        while stacks:
+            stack = stacks.pop(0)
+            bench.finish(stack)
+            log(
+                f"workers={workers} round={rnd} {stack.variant}: served {stack.results[-1].served} "
+                f"(sent {stack.sent}, completed {stack.completed}) checks {stack.results[-1].checks} "
+                + "; ".join(stack.problems)
+            )
+            results.extend(stack.results)
+        return results
+    finally:
+        for stack in stacks:
+            bench.stop(stack)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--seconds", type=int, default=10, help="measured seconds per run (10)")
-    p.add_argument("--rounds", type=int, default=3, help="rounds of alternating variants (3)")
+    p.add_argument("--seconds", type=int, default=5, help="measured seconds per run (5)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds, each with fresh processes (2)")
+    p.add_argument(
+        "--slices",
+        type=int,
+        default=4,
+        help="measured runs of each variant per round, alternating (4)",
+    )
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        help="seconds of pause after each run, for exports to end (1)",
+    )
     p.add_argument("--workers", default="1,4", help="uvicorn worker counts (1,4)")
     p.add_argument("--variants", default=",".join(VARIANTS), help="variants to run (all)")
     p.add_argument("--warmup", type=int, default=WARMUP_SECONDS, help="warm-up seconds (2)")
@@ -991,7 +1201,7 @@ def main() -> int:
     if args.response_header != "none":
         os.environ["BENCH_RESPONSE_HEADER"] = args.response_header
     if args.smoke:
-        args.seconds, args.rounds, args.warmup = 2, 1, 1
+        args.seconds, args.rounds, args.slices, args.warmup = 2, 1, 1, 1
         # The smoke run checks exactness, not capacity: with the library's 1 MiB rings a
         # collector starved of CPU by whatever else the machine runs falls behind the writers,
         # whose rings then drop records (counted, and reported on failure). Rings that hold the
@@ -1018,21 +1228,7 @@ def main() -> int:
     try:
         for workers in worker_counts:
             for rnd in range(args.rounds):
-                order = variants[rnd % len(variants) :] + variants[: rnd % len(variants)]
-                for variant in order:
-                    r = bench.run(variant, workers, rnd)
-                    log(
-                        f"workers={workers} round={rnd} {variant}: {r.rps:,.0f} req/s "
-                        f"p50 {r.p50_ms:.2f} ms p99 {r.p99_ms:.2f} ms worker "
-                        f"{r.worker_cpu_us_per_req:.0f} µs/req (sys {r.worker_sys_us_per_req:.0f}, "
-                        f"faults {r.worker_minflt_per_req:.3f}, switches {r.worker_vcsw_per_req:.2f} "
-                        f"+ {r.worker_ivcsw_per_req:.3f} involuntary) "
-                        f"collector {'-' if r.collector_cpu_us_per_req is None else f'{r.collector_cpu_us_per_req:.1f}'} µs/req "
-                        f"harness {r.harness_cpu_us_per_req:.1f} µs/req "
-                        f"sent {r.warmup_sent}+{r.sent} served {r.served} (completed {r.completed}) "
-                        f"checks {r.checks} {'; '.join(r.problems)}"
-                    )
-                    results.append(r)
+                results.extend(run_round(bench, variants, workers, rnd))
     finally:
         bench.close()
 
@@ -1045,6 +1241,8 @@ def main() -> int:
                 "config": {
                     "seconds": args.seconds,
                     "rounds": args.rounds,
+                    "slices": args.slices,
+                    "settle": args.settle,
                     "warmup": args.warmup,
                     "connections": CONNECTIONS,
                     "pin": args.pin,
