@@ -199,6 +199,14 @@ class ProcCounters:
             )
         )
 
+    def __add__(self, other: ProcCounters) -> ProcCounters:
+        return ProcCounters(
+            *(
+                getattr(self, f) + getattr(other, f)
+                for f in ("utime", "stime", "minflt", "vcsw", "ivcsw")
+            )
+        )
+
 
 def proc_counters(pids: list[int]) -> ProcCounters:
     """The sum of /proc/<pid>/stat and /status counters over `pids` (a gone pid counts 0)."""
@@ -502,7 +510,6 @@ class Stack:
     round: int
     service: str
     run_dir: Path
-    server_cpus: str | None
     load_cpus: str | None
     procs: list[Proc] = field(default_factory=list)  # the collector (shmtel), then uvicorn
     pids: list[int] = field(default_factory=list)  # uvicorn's workers
@@ -682,7 +689,7 @@ class Bench:
         (run_dir / "tally").mkdir()
         server_cpus, load_cpus = self.pinning(workers)
         env = self.env(variant, service, run_dir)
-        stack = Stack(variant, workers, rnd, service, run_dir, server_cpus, load_cpus)
+        stack = Stack(variant, workers, rnd, service, run_dir, load_cpus)
         try:
             if variant == "shmtel":
                 collector_cpus = {"any": None, "server": server_cpus, "load": load_cpus}[
@@ -723,15 +730,14 @@ class Bench:
             scraper.start()
         if self.args.profile == stack.variant and slice_ == 0:
             self.profile(stack.pids, stack.run_dir)
-        workers_before = proc_counters(stack.pids)
-        each_before = [proc_counters([pid]).ticks for pid in stack.pids]
+        each_before = [proc_counters([pid]) for pid in stack.pids]
         collector_before = proc_counters(stack.collector_pids)
         harness_before = proc_counters([os.getpid()])
         main = run_wrk(self.wrk, self.lua, url, seconds, stack.load_cpus)
-        worker_use = proc_counters(stack.pids) - workers_before
         each_use = [
-            proc_counters([pid]).ticks - b for pid, b in zip(stack.pids, each_before, strict=True)
+            proc_counters([pid]) - b for pid, b in zip(stack.pids, each_before, strict=True)
         ]
+        worker_use = sum(each_use, ProcCounters())
         collector_use = proc_counters(stack.collector_pids) - collector_before
         harness_use = proc_counters([os.getpid()]) - harness_before
         per_req = 1 / max(main.completed, 1)
@@ -761,7 +767,7 @@ class Bench:
             worker_ivcsw_per_req=worker_use.ivcsw * per_req,
             harness_cpu_us_per_req=harness_use.ticks / CLK_TCK * 1e6 * per_req,
             worker_cpu_shares=sorted(
-                (round(t / max(worker_use.ticks, 1), 2) for t in each_use), reverse=True
+                (round(u.ticks / max(worker_use.ticks, 1), 2) for u in each_use), reverse=True
             ),
             scrapes=scrapes[0],
         )
@@ -1212,6 +1218,8 @@ def main() -> int:
         # of the machine's load; every record must still arrive, be decoded and be counted.
         if not args.ring_bytes:
             args.ring_bytes = 64 << 20
+    if args.rounds < 1 or args.slices < 1:
+        p.error("--rounds and --slices must be at least 1")
     variants = [v for v in args.variants.split(",") if v]
     unknown = set(variants) - set(VARIANTS + EXTRA_VARIANTS)
     if unknown:

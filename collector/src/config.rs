@@ -187,9 +187,9 @@ pub struct Config {
 }
 
 /// The drain loop's polling: by default a pause after a pass that found work that follows the
-/// write rate (none while a ring is backlogged), and sleeps doubling from `min_sleep_ms` to `max_sleep_ms` when idle;
-/// optionally spinning and yielding first, for the lowest latency (the policy and its limits are
-/// described at [`crate::drain::DrainOptions`]).
+/// write rate (none while a ring is backlogged), and sleeps doubling from `min_sleep_ms` to
+/// `max_sleep_ms` when idle; optionally spinning and yielding first, for the lowest latency (the
+/// policy and its limits are described at [`crate::drain::DrainOptions`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PollConfig {
     /// Empty polls spent spinning before yielding (default 0). Non-zero also removes the pause

@@ -127,8 +127,9 @@ pub struct SelfStats {
 /// the workers may be using (in a VM, ~10 µs of the collector's CPU each, plus the worker's
 /// lost cache), and the collector's fixed cost per pass (a look at every ring, the sinks'
 /// ticks) is spread over the records the pass finds. 200 wake-ups a second cost ~0.2% of a
-/// core, against 1% at 1 ms; under the ASGI benchmark's load (~2-8 MB/s per ring) the pause
-/// settles at 10-40 ms (benches/README.md, "The collector's export path"). Nothing downstream
+/// core, against 1% at 1 ms; under the ASGI benchmark's load with four workers (~2 MB/s per
+/// ring) the drain thread woke ~50 times a second (benches/README.md, "End to end", "What is
+/// left"). Nothing downstream
 /// needs fresher data: Prometheus scrapes every few seconds, logs wait 250 ms in the reorder
 /// window, span batches up to a second.
 ///
@@ -435,7 +436,8 @@ impl Drainer {
                 if self.fill > 1.0 / 8.0 {
                     self.batch = (self.batch / 2).max(MIN_BATCH_PAUSE.min(self.opts.min_sleep));
                 } else if self.fill < 1.0 / 16.0 {
-                    // The configuration keeps min_sleep <= max_sleep.
+                    // Never capped below min_sleep (DrainOptions made in code may have
+                    // max_sleep < min_sleep; the configuration file cannot).
                     self.batch = (self.batch * 2).min(self.opts.max_sleep.max(self.opts.min_sleep));
                 }
             }
