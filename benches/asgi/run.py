@@ -38,7 +38,8 @@ shmtel, the multiprocess files for today_mp), the spans at the receiver (a serve
 per request) and the log lines must all equal the requests served.
 
 The table shows medians over all runs (rounds x slices), paired ratios and differences against
-bare's run of the same slice, and the least CPU. With `--pin auto` (the default) and one worker,
+bare's run of the same slice, and the least CPU; when bare_cid ran, a line below it pairs shmtel
+with bare_cid's runs the same way (the floor of any middleware that returns a correlation id). With `--pin auto` (the default) and one worker,
 the server runs on CPU 0, wrk, this script and the receiver on CPU 1, and the collector where the
 scheduler puts it (as a deployed collector beside pinned workers would run; `--collector-cpu
 server` pins it to the worker's CPU, the worst case, `load` to wrk's); with more workers than one
@@ -62,6 +63,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import os
 import random
 import re
@@ -960,6 +962,36 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def pair_with(results: list[RunResult], runs: list[RunResult], reference: str) -> dict[str, Any]:
+    """`runs` paired with the `reference` variant's run of the same slice of the same round (the
+    machine's state drifts by more than the differences measured): the median of the per-slice
+    ratios of requests/s and differences of worker CPU per request. Empty without pairs."""
+    ref = {
+        (r.round, r.slice): r
+        for r in results
+        if r.variant == reference and runs and r.workers == runs[0].workers
+    }
+    pairs = [(r, ref[(r.round, r.slice)]) for r in runs if (r.round, r.slice) in ref]
+    if not pairs:
+        return {}
+    return {
+        "ratio": median([r.rps / b.rps for r, b in pairs]),
+        "added_cpu_us": median(
+            [r.worker_cpu_us_per_req - b.worker_cpu_us_per_req for r, b in pairs]
+        ),
+        "runs": len(pairs),
+    }
+
+
+def cell(row: dict[str, Any], key: str, spec: str, suffix: str = "") -> str:
+    """A table cell: the value formatted, or "–" where there is none (bare's ratio to itself
+    paired, a group of runs without bare's)."""
+    value = row.get(key)
+    if value is None or math.isnan(value):
+        return "–"
+    return f"{value:{spec}}{suffix}"
+
+
 def summarize(results: list[RunResult], worker_counts: list[int]) -> tuple[str, dict[str, Any]]:
     lines = []
     summary: dict[str, Any] = {}
@@ -981,22 +1013,18 @@ def summarize(results: list[RunResult], worker_counts: list[int]) -> tuple[str, 
                 "runs": len(runs),
                 "exact": all(not r.problems for r in runs),
             }
-            # Paired with bare's run of the same slice of the same round (the machine's state
-            # drifts by more than the differences measured): the median of the per-slice ratios
-            # and differences.
-            bare_runs = {
-                (r.round, r.slice): r
-                for r in results
-                if r.workers == workers and r.variant == "bare"
-            }
-            pairs = [
-                (r, bare_runs[(r.round, r.slice)]) for r in runs if (r.round, r.slice) in bare_runs
-            ]
-            if pairs and variant != "bare":
-                rows[variant]["paired_vs_bare"] = median([r.rps / b.rps for r, b in pairs])
-                rows[variant]["paired_added_cpu_us"] = median(
-                    [r.worker_cpu_us_per_req - b.worker_cpu_us_per_req for r, b in pairs]
-                )
+            if variant != "bare":
+                paired = pair_with(results, runs, "bare")
+                if paired:
+                    rows[variant]["paired_vs_bare"] = paired["ratio"]
+                    rows[variant]["paired_added_cpu_us"] = paired["added_cpu_us"]
+            if variant == "shmtel":
+                # Against the floor of any middleware that returns a correlation id (see app.py).
+                paired = pair_with(results, runs, "bare_cid")
+                if paired:
+                    rows[variant]["paired_vs_bare_cid"] = paired["ratio"]
+                    rows[variant]["paired_added_cpu_us_vs_bare_cid"] = paired["added_cpu_us"]
+                    rows[variant]["pairs_with_bare_cid"] = paired["runs"]
         bare = rows.get("bare")
         today = rows.get("today")
         lines.append(f"\n### {workers} worker{'s' if workers > 1 else ''}\n")
@@ -1014,18 +1042,23 @@ def summarize(results: list[RunResult], worker_counts: list[int]) -> tuple[str, 
                 row["p99_vs_bare"] = row["p99_ms"] / bare["p99_ms"]
             if today:
                 row["vs_today"] = row["rps"] / today["rps"]
-            coll = row["collector_cpu_us"]
             lines.append(
                 f"| {variant} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} "
-                f"| {row['worker_cpu_us']:.0f} | {'' if coll is None else f'{coll:.1f}'} "
-                f"| {row.get('vs_bare', float('nan')):.3f}x "
-                f"| {row.get('added_cpu_us', float('nan')):+.0f} "
-                f"| {row.get('paired_vs_bare', float('nan')):.3f}x "
-                f"| {row.get('paired_added_cpu_us', float('nan')):+.1f} "
-                f"| {row.get('least_added_cpu_us', float('nan')):+.1f} "
-                f"| {row.get('p99_vs_bare', float('nan')):.2f}x "
-                f"| {row.get('vs_today', float('nan')):.2f}x "
+                f"| {row['worker_cpu_us']:.0f} | {cell(row, 'collector_cpu_us', '.1f')} "
+                f"| {cell(row, 'vs_bare', '.3f', 'x')} | {cell(row, 'added_cpu_us', '+.0f')} "
+                f"| {cell(row, 'paired_vs_bare', '.3f', 'x')} "
+                f"| {cell(row, 'paired_added_cpu_us', '+.1f')} "
+                f"| {cell(row, 'least_added_cpu_us', '+.1f')} "
+                f"| {cell(row, 'p99_vs_bare', '.2f', 'x')} | {cell(row, 'vs_today', '.2f', 'x')} "
                 f"| {'yes' if row['exact'] else 'NO'} |"
+            )
+        shmtel = rows.get("shmtel", {})
+        if "paired_vs_bare_cid" in shmtel:
+            lines.append(
+                f"\nshmtel against bare_cid (the bare app returning a correlation id), paired by "
+                f"slice: {shmtel['paired_vs_bare_cid']:.3f}x of its requests/s, "
+                f"{shmtel['paired_added_cpu_us_vs_bare_cid']:+.1f} µs of worker CPU per request "
+                f"(median of {shmtel['pairs_with_bare_cid']} pairs)."
             )
         summary[str(workers)] = rows
         if workers > 1:
@@ -1081,8 +1114,8 @@ def spread_table(spread: dict[str, dict[str, Any]]) -> list[str]:
         for variant, row in rows.items():
             lines.append(
                 f"| {busy} | {variant} | {row['runs']} | {row['rps']:,.0f} "
-                f"| {row['worker_cpu_us']:.0f} | {row.get('vs_bare', float('nan')):.3f}x "
-                f"| {row.get('added_cpu_us', float('nan')):+.1f} |"
+                f"| {row['worker_cpu_us']:.0f} | {cell(row, 'vs_bare', '.3f', 'x')} "
+                f"| {cell(row, 'added_cpu_us', '+.1f')} |"
             )
     return lines
 

@@ -3,8 +3,8 @@ uvicorn with 1 and with 4 workers, ~2 s of wrk each, and exactness only. The req
 received equal what the metrics counted (the collector's `http_requests_total` for shmtel,
 prometheus_client's multiprocess files for today_mp), the spans the OTLP receiver decoded (a server
 and a child span per request) and the log lines written. Speed is never asserted here; the
-report's arithmetic is (pairing each run with bare's of the same slice, grouping four-worker runs
-by how many workers wrk's connections landed on).
+report's arithmetic is (pairing each run with bare's of the same slice, and shmtel's with bare_cid's,
+grouping four-worker runs by how many workers wrk's connections landed on).
 
 wrk is installed by the harness when missing (Debian's package), so this test does not skip.
 """
@@ -109,3 +109,47 @@ def test_runs_pair_with_bare_of_the_same_slice_and_group_by_busy_workers() -> No
     assert abs(spread["1"]["shmtel"]["vs_bare"] - 7400 / 8000) < 1e-9
     assert spread["1"]["shmtel"]["added_cpu_us"] == 12.5
     assert "vs_bare" not in spread["2"].get("shmtel", {})
+    # bare's own paired cells, and a group without bare's runs, print as "–", not "nan".
+    text, _ = run.summarize(results, [4])
+    assert "nan" not in text
+    assert "| bare | 1 | 8,000 | 110 | 1.000x | +0.0 |" in text
+
+
+def test_shmtel_pairs_with_bare_cid_of_the_same_slice() -> None:
+    run = load_run_module()
+
+    def result(variant: str, slice_: int, rps: float, cpu: float) -> Any:
+        return run.RunResult(
+            variant=variant,
+            workers=1,
+            round=0,
+            slice=slice_,
+            rps=rps,
+            p50_ms=1.0,
+            p99_ms=2.0,
+            completed=int(rps),
+            sent=int(rps),
+            warmup_sent=0,
+            worker_cpu_us_per_req=cpu,
+            collector_cpu_us_per_req=5.0 if variant == "shmtel" else None,
+            scrapes=0,
+            worker_cpu_shares=[1.0],
+        )
+
+    results = [
+        result("bare", 0, 8000, 120),
+        result("bare_cid", 0, 7600, 126),
+        result("shmtel", 0, 7500, 128),
+        result("bare", 1, 6000, 160),
+        result("bare_cid", 1, 5800, 165),
+        result("shmtel", 1, 5900, 163),
+        # A slice without bare_cid's run: not paired with it.
+        result("shmtel", 2, 1000, 500),
+    ]
+    text, summary = run.summarize(results, [1])
+    shmtel = summary["1"]["shmtel"]
+    assert shmtel["pairs_with_bare_cid"] == 2
+    assert abs(shmtel["paired_vs_bare_cid"] - (7500 / 7600 + 5900 / 5800) / 2) < 1e-9
+    assert abs(shmtel["paired_added_cpu_us_vs_bare_cid"] - (2 + -2) / 2) < 1e-9
+    assert "paired_vs_bare_cid" not in summary["1"]["bare_cid"]
+    assert "shmtel against bare_cid" in text and "(median of 2 pairs)" in text
