@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use ureq::config::Config;
 use ureq::http::Uri;
@@ -229,10 +229,21 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Outc
     }
 }
 
-/// `Retry-After` as delay-seconds (an HTTP date is not understood and ignored: the exporter
-/// then uses its own backoff).
+/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date, which is the wait until
+/// then (a date already past: at once). Neither: None, and the exporter uses its own backoff.
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+    parse_retry_after_at(v, SystemTime::now())
+}
+
+/// [`parse_retry_after`] with the clock given.
+fn parse_retry_after_at(v: &str, now: SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(seconds) = v.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    // IMF-fixdate, and the obsolete RFC 850 and asctime forms a recipient must accept too.
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -315,10 +326,89 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_seconds() {
+    fn retry_after_seconds_and_dates() {
         assert_eq!(parse_retry_after(" 3 "), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("0"), Some(Duration::ZERO));
+        // 2015-10-21T07:28:00Z, five seconds before the date the backend names.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_475);
+        for date in [
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+            "Wednesday, 21-Oct-15 07:28:00 GMT",
+            "Wed Oct 21 07:28:00 2015",
+        ] {
+            assert_eq!(
+                parse_retry_after_at(date, now),
+                Some(Duration::from_secs(5)),
+                "{date}"
+            );
+        }
+        // A date already past: retry at once.
+        let later = now + Duration::from_secs(60);
+        assert_eq!(
+            parse_retry_after_at("Wed, 21 Oct 2015 07:28:00 GMT", later),
+            Some(Duration::ZERO)
+        );
+        for bad in ["-1", "1.5", "soon", "", "Wed, 32 Oct 2015 07:28:00 GMT"] {
+            assert_eq!(parse_retry_after_at(bad, now), None, "{bad:?}");
+        }
+    }
+
+    /// A backend on loopback that reads one request and answers it with `response`.
+    fn answering_once(response: String) -> (String, std::thread::JoinHandle<()>) {
+        use std::io::{BufRead, BufReader, Read};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            reader.get_mut().write_all(response.as_bytes()).unwrap();
+        });
+        (url, handle)
+    }
+
+    #[test]
+    fn a_backends_retry_after_date_is_the_wait() {
+        let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3));
+        let (url, backend) = answering_once(format!(
+            "HTTP/1.1 503 Service Unavailable\r\nretry-after: {date}\r\ncontent-length: 0\r\n\r\n"
+        ));
+        let mut t = HttpTransport::new(
+            &url,
+            "application/x-protobuf",
+            vec![],
+            false,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let outcome = t.send(b"spans");
+        backend.join().unwrap();
+        // The date has whole seconds: the wait is what is left of the 3 s, over 1 s.
+        match outcome {
+            Outcome::Retry {
+                after: Some(wait),
+                why,
+            } => {
+                assert!(
+                    wait > Duration::from_secs(1) && wait <= Duration::from_secs(3),
+                    "{wait:?}"
+                );
+                assert_eq!(why, "HTTP 503");
+            }
+            other => panic!("expected a retry after the date, got {other:?}"),
+        }
     }
 
     #[test]
