@@ -493,6 +493,7 @@ fn bench_log(i: u64) -> LogData {
             tid: 4243,
         },
         time_ns: 1_795_541_465_000_000_000 + i * 1_000,
+        observed_ns: 1_795_541_465_000_000_000 + i * 1_000 + 50_000_000,
         level: 2,
         message: format!("order {i} placed by customer, payment ok"),
         truncated: false,

@@ -484,6 +484,8 @@ impl Drainer {
     /// [`pass`](Self::pass) with the clock read by the caller: every time-based decision of
     /// the pass uses `now`.
     fn pass_at(&mut self, now: Instant) -> usize {
+        // The log events read in this pass are observed now (OpenTelemetry's observed time).
+        let observed_ns = crate::sinks::wall_clock_ns();
         let discovering = self
             .last_discover
             .is_none_or(|t| now.duration_since(t) >= self.opts.discover_interval);
@@ -538,6 +540,7 @@ impl Drainer {
                     self.opts.frames_per_ring,
                     self.opts.max_pending_spans,
                     now,
+                    observed_ns,
                 );
                 backlogged |= frames >= self.opts.frames_per_ring;
                 work += frames;
@@ -976,6 +979,7 @@ fn drain_ring(
     max_frames: usize,
     max_pending: usize,
     now: Instant,
+    observed_ns: u64,
 ) -> usize {
     let anchor = r.anchor;
     let tid = r.tid;
@@ -1174,6 +1178,7 @@ fn drain_ring(
                             tid,
                         },
                         time_ns: anchor.to_wall_ns(rec.ts),
+                        observed_ns,
                         level: rec.level,
                         message: crate::sinks::lossy_string(message),
                         truncated: rec.flags & shmtel_core::layout::LOG_FLAG_TRUNCATED != 0,

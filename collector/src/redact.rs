@@ -577,6 +577,7 @@ mod tests {
                 tid: 1,
             },
             time_ns: 0,
+            observed_ns: 0,
             level: 2,
             message: "mail bob@example.org".into(),
             truncated: false,

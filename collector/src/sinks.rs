@@ -69,6 +69,13 @@ pub fn lossy_string(bytes: &[u8]) -> String {
     }
 }
 
+/// The wall clock in ns since the Unix epoch (0 before it).
+pub fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Who wrote a record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Origin {
@@ -144,6 +151,9 @@ pub struct LogData {
     pub origin: Origin,
     /// Wall-clock ns.
     pub time_ns: u64,
+    /// When the collector (or `shmtel tail`) read it from its ring, wall-clock ns: OpenTelemetry's
+    /// observed time.
+    pub observed_ns: u64,
     /// Level code (0 TRACE .. 5 FATAL).
     pub level: u8,
     /// Message.

@@ -430,6 +430,7 @@ fn read_ring(
                         tid: source.tid,
                     },
                     time_ns: ctx.anchor.to_wall_ns(rec.ts),
+                    observed_ns: crate::sinks::wall_clock_ns(),
                     level: rec.level,
                     message: String::from_utf8_lossy(message).into_owned(),
                     truncated: rec.flags & shmtel_core::layout::LOG_FLAG_TRUNCATED != 0,

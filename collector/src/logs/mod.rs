@@ -639,6 +639,7 @@ mod tests {
                 tid: 1,
             },
             time_ns,
+            observed_ns: time_ns + 1_000,
             level,
             message: format!("m{time_ns}"),
             truncated: false,

@@ -17,7 +17,7 @@
 //! | LogRecord field | from |
 //! |---|---|
 //! | `time_unix_nano` | the event's time |
-//! | `observed_time_unix_nano` | when the collector encoded the batch (at most `batch_timeout_ms` after it received the event, unless the queue was backed up) |
+//! | `observed_time_unix_nano` | when the collector read the event from its ring (the drain pass that found it) |
 //! | `severity_number`, `severity_text` | TRACE 1, DEBUG 5, INFO 9, WARN 13, ERROR 17, FATAL 21; `INFO`, ... |
 //! | `body` | the message, a string |
 //! | `attributes` | the fields (typed; JSON fields as arrays/maps when they parse), then `thread.id`, `code.file.path`, `code.line.number`, `code.function.name` (the caller `file:line function`; text that does not parse goes to `code.file.path` whole), `correlation_id`, `shmtel.truncated` = true when the writer cut the message |
@@ -53,7 +53,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
@@ -232,27 +232,16 @@ pub const FLAG_SAMPLED: u32 = 0x01;
 /// Encodes batches as protobuf `ExportLogsServiceRequest`s.
 pub struct OtlpLogsEncoder {
     resource: ResourceInfo,
-    clock: fn() -> u64,
-}
-
-fn wall_clock_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 impl OtlpLogsEncoder {
     /// An encoder attaching `resource`.
     pub fn new(resource: ResourceInfo) -> OtlpLogsEncoder {
-        OtlpLogsEncoder {
-            resource,
-            clock: wall_clock_ns,
-        }
+        OtlpLogsEncoder { resource }
     }
 
-    /// The request for `logs`, observed at `observed_ns`.
-    pub fn request(&self, logs: Vec<LogData>, observed_ns: u64) -> ExportLogsServiceRequest {
+    /// The request for `logs`.
+    pub fn request(&self, logs: Vec<LogData>) -> ExportLogsServiceRequest {
         let groups = group_by_origin(
             logs,
             |l| &l.origin,
@@ -265,7 +254,7 @@ impl OtlpLogsEncoder {
                 }],
                 ..Default::default()
             },
-            |g: &mut ResourceLogs, l| g.scope_logs[0].log_records.push(log_record(l, observed_ns)),
+            |g: &mut ResourceLogs, l| g.scope_logs[0].log_records.push(log_record(l)),
         );
         ExportLogsServiceRequest {
             resource_logs: groups,
@@ -275,13 +264,13 @@ impl OtlpLogsEncoder {
 
 impl Encoder<LogData> for OtlpLogsEncoder {
     fn encode(&mut self, logs: Vec<LogData>, out: &mut Vec<u8>) {
-        let req = self.request(logs, (self.clock)());
+        let req = self.request(logs);
         crate::export::envelope::encode_request(&req.resource_logs, out);
     }
 }
 
 /// One log event as an OTLP `LogRecord`.
-pub fn log_record(l: LogData, observed_ns: u64) -> LogRecord {
+pub fn log_record(l: LogData) -> LogRecord {
     let mut attrs: Vec<(String, OwnedValue)> = Vec::with_capacity(l.fields.len() + 6);
     for (k, v) in l.fields {
         let k = if ADDED.contains(&&*k) {
@@ -319,7 +308,7 @@ pub fn log_record(l: LogData, observed_ns: u64) -> LogRecord {
     let has_trace = l.trace_id != [0; 16];
     LogRecord {
         time_unix_nano: l.time_ns,
-        observed_time_unix_nano: observed_ns,
+        observed_time_unix_nano: l.observed_ns,
         severity_number: i32::from(severity_number(l.level)),
         severity_text: level_name(l.level).to_owned(),
         body: Some(AnyValue {
@@ -358,6 +347,7 @@ mod tests {
                 tid: 9,
             },
             time_ns: 1_700_000_000_123_456_789,
+            observed_ns: 1_700_000_000_200_000_000,
             level: 3,
             message: "disk almost full".into(),
             truncated: true,
@@ -383,9 +373,9 @@ mod tests {
 
     #[test]
     fn every_field_maps() {
-        let r = log_record(log("api", 1), 5);
+        let r = log_record(log("api", 1));
         assert_eq!(r.time_unix_nano, 1_700_000_000_123_456_789);
-        assert_eq!(r.observed_time_unix_nano, 5);
+        assert_eq!(r.observed_time_unix_nano, 1_700_000_000_200_000_000);
         assert_eq!((r.severity_number, r.severity_text.as_str()), (13, "WARN"));
         assert_eq!(
             r.body.unwrap().value,
@@ -425,7 +415,7 @@ mod tests {
         plain.truncated = false;
         plain.correlation_id.clear();
         plain.fields.clear();
-        let r = log_record(plain, 5);
+        let r = log_record(plain);
         assert!(r.trace_id.is_empty() && r.span_id.is_empty());
         assert_eq!(r.flags, 0);
         assert_eq!(
@@ -436,7 +426,7 @@ mod tests {
         for (lvl, n) in [(0, 1), (1, 5), (2, 9), (3, 13), (4, 17), (5, 21)] {
             let mut l = log("a", 1);
             l.level = lvl;
-            assert_eq!(log_record(l, 0).severity_number, n);
+            assert_eq!(log_record(l).severity_number, n);
         }
     }
 
@@ -465,7 +455,12 @@ mod tests {
         assert_eq!(attr(ra, "process.pid"), Some(&V::IntValue(2)));
         assert_eq!(attr(ra, "host.name"), Some(&V::StringValue("h".into())));
         assert_eq!(rl.scope_logs[0].scope.as_ref().unwrap().name, "shmtel");
-        assert!(req.resource_logs[0].scope_logs[0].log_records[0].observed_time_unix_nano > 0);
+        // Each record keeps the time the collector read it, not the batch's encoding time.
+        let records = &req.resource_logs[0].scope_logs[0].log_records;
+        assert_eq!(
+            records[0].observed_time_unix_nano,
+            1_700_000_000_200_000_000
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@
 //!
 //! Times are nanoseconds since the epoch as decimal strings, as the OTLP/JSON mapping writes
 //! 64-bit integers (a JSON number would lose precision in most parsers); `ObservedTimestamp` is
-//! when the collector rendered the line. `SeverityNumber`: TRACE 1, DEBUG 5, INFO 9, WARN 13,
+//! when the collector (or `shmtel tail`) read the event from its ring. `SeverityNumber`: TRACE 1, DEBUG 5, INFO 9, WARN 13,
 //! ERROR 17, FATAL 21. `TraceId`, `SpanId` and `TraceFlags` (1: the record was written inside a
 //! span) only when the record has a trace context. The caller uses the current semantic
 //! conventions (`code.file.path`, `code.line.number`, `code.function.name`). `Resource` is the
@@ -321,20 +321,11 @@ impl Renderer {
     /// Append `log` as one line to `out`, without the trailing newline. The line never
     /// contains a raw newline.
     pub fn render(&mut self, log: &LogData, out: &mut Vec<u8>) {
-        let observed = match (self.format, self.schema) {
-            (Format::Json, Schema::Otel) => now_ns(),
-            _ => 0,
-        };
-        self.render_observed(log, observed, out);
-    }
-
-    /// [`render`](Self::render) with the `otel` schema's `ObservedTimestamp` given.
-    pub fn render_observed(&mut self, log: &LogData, observed_ns: u64, out: &mut Vec<u8>) {
         match self.format {
             Format::Json => match self.schema {
                 Schema::Shmtel => self.shmtel(log, out),
                 Schema::Ecs => self.ecs(log, out),
-                Schema::Otel => self.otel(log, observed_ns, out),
+                Schema::Otel => self.otel(log, out),
             },
             Format::Logfmt => self.logfmt(log, out),
             Format::Plain => self.plain(log, out),
@@ -450,11 +441,11 @@ impl Renderer {
         out.push(b'}');
     }
 
-    fn otel(&mut self, log: &LogData, observed_ns: u64, out: &mut Vec<u8>) {
+    fn otel(&mut self, log: &LogData, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"Timestamp\":\"");
         int(log.time_ns, out);
         out.extend_from_slice(b"\",\"ObservedTimestamp\":\"");
-        int(observed_ns, out);
+        int(log.observed_ns, out);
         out.extend_from_slice(b"\",\"SeverityText\":\"");
         out.extend_from_slice(level_name(log.level).as_bytes());
         out.extend_from_slice(b"\",\"SeverityNumber\":");
@@ -614,22 +605,11 @@ impl Renderer {
 
 impl Encoder<LogData> for Renderer {
     fn encode(&mut self, items: Vec<LogData>, out: &mut Vec<u8>) {
-        let observed = match (self.format, self.schema) {
-            (Format::Json, Schema::Otel) => now_ns(),
-            _ => 0,
-        };
         for log in &items {
-            self.render_observed(log, observed, out);
+            self.render(log, out);
             out.push(b'\n');
         }
     }
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 fn ids_logfmt(log: &LogData, out: &mut Vec<u8>) {
@@ -876,6 +856,7 @@ mod tests {
                 tid: 7,
             },
             time_ns: 1_795_541_465_123_456_789,
+            observed_ns: 77,
             level: 2,
             message: "hello".into(),
             truncated: false,
@@ -913,7 +894,7 @@ mod tests {
     fn render(format: Format, schema: Schema, l: &LogData) -> String {
         let mut r = Renderer::new(format, schema, ResourceInfo::default());
         let mut out = Vec::new();
-        r.render_observed(l, 77, &mut out);
+        r.render(l, &mut out);
         let s = String::from_utf8(out).unwrap();
         assert!(!s.contains('\n'), "raw newline in {s}");
         s

@@ -884,6 +884,7 @@ mod tests {
                 tid: 7,
             },
             time_ns: 1_795_541_465_123_456_789,
+            observed_ns: 1_795_541_465_200_000_000,
             level,
             message: message.into(),
             truncated: false,
