@@ -67,26 +67,33 @@ def load_run_module() -> Any:
     return module
 
 
+def run_result(
+    run: Any, variant: str, slice_: int, rps: float, cpu: float, shares: list[float]
+) -> Any:
+    """One measured run of round 0 as run.py records it (workers: one per CPU share given)."""
+    return run.RunResult(
+        variant=variant,
+        workers=len(shares),
+        round=0,
+        slice=slice_,
+        rps=rps,
+        p50_ms=1.0,
+        p99_ms=2.0,
+        completed=int(rps),
+        sent=int(rps),
+        warmup_sent=0,
+        worker_cpu_us_per_req=cpu,
+        collector_cpu_us_per_req=5.0 if variant == "shmtel" else None,
+        scrapes=0,
+        worker_cpu_shares=shares,
+    )
+
+
 def test_runs_pair_with_bare_of_the_same_slice_and_group_by_busy_workers() -> None:
     run = load_run_module()
 
     def result(variant: str, slice_: int, rps: float, cpu: float, shares: list[float]) -> Any:
-        return run.RunResult(
-            variant=variant,
-            workers=4,
-            round=0,
-            slice=slice_,
-            rps=rps,
-            p50_ms=1.0,
-            p99_ms=2.0,
-            completed=int(rps),
-            sent=int(rps),
-            warmup_sent=0,
-            worker_cpu_us_per_req=cpu,
-            collector_cpu_us_per_req=5.0 if variant == "shmtel" else None,
-            scrapes=0,
-            worker_cpu_shares=shares,
-        )
+        return run_result(run, variant, slice_, rps, cpu, shares)
 
     one = [1.0, 0.0, 0.0, 0.0]
     two = [0.5, 0.45, 0.05, 0.0]
@@ -119,22 +126,7 @@ def test_shmtel_pairs_with_bare_cid_of_the_same_slice() -> None:
     run = load_run_module()
 
     def result(variant: str, slice_: int, rps: float, cpu: float) -> Any:
-        return run.RunResult(
-            variant=variant,
-            workers=1,
-            round=0,
-            slice=slice_,
-            rps=rps,
-            p50_ms=1.0,
-            p99_ms=2.0,
-            completed=int(rps),
-            sent=int(rps),
-            warmup_sent=0,
-            worker_cpu_us_per_req=cpu,
-            collector_cpu_us_per_req=5.0 if variant == "shmtel" else None,
-            scrapes=0,
-            worker_cpu_shares=[1.0],
-        )
+        return run_result(run, variant, slice_, rps, cpu, [1.0])
 
     results = [
         result("bare", 0, 8000, 120),
