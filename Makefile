@@ -148,10 +148,11 @@ bench-python: pyenv pybuild
 	$(VENV_PY) benches/python/bench.py --json $(TARGET_DIR)/bench-python.json
 
 .PHONY: bench-asgi  ## End-to-end ASGI benchmark: uvicorn + wrk, bare vs today's stack vs shmtel
+# bare_cid (the bare app returning a correlation id) is the floor shmtel is also paired with.
 bench-asgi: build pyenv pybuild
 	@mkdir -p $(TARGET_DIR)
 	$(VENV_PY) benches/asgi/run.py --seconds 5 --rounds 2 --slices 4 --workers 1,4 \
-		--json $(TARGET_DIR)/bench-asgi.json
+		--variants bare,bare_cid,today,today_mp,shmtel --json $(TARGET_DIR)/bench-asgi.json
 
 .PHONY: clean  ## Remove build output (target/, including the loom build and test logs)
 clean:
