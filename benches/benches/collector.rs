@@ -475,6 +475,7 @@ fn spans(c: &mut Criterion, dir: &Path) {
         Vec::new(),
         true,
         Duration::from_secs(10),
+        &Default::default(),
     )
     .expect("an OTLP/HTTP transport");
     encode_spans(c, "encode_otlp_gzip", &batch, |spans| {

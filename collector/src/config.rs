@@ -41,7 +41,7 @@
 //! resource_attributes = { "deployment.environment" = "prod" }
 //!
 //! [export.otlp]                    # OTLP/HTTP protobuf (OTEL_EXPORTER_OTLP_* env vars override)
-//! endpoint = "http://localhost:4318"   # base URL, /v1/traces appended; http:// only (no TLS yet)
+//! endpoint = "http://localhost:4318"   # base URL, /v1/traces appended; https:// uses TLS
 //! headers = { "api-key" = "secret" }
 //! compression = "gzip"             # or "none"
 //! timeout_ms = 10000
@@ -49,6 +49,11 @@
 //! batch_timeout_ms = 1000
 //! queue_size = 4096                # spans held; beyond, dropped and counted
 //! max_retry_elapsed_ms = 30000     # retries on 429/502/503/504/connection errors only
+//!
+//! [export.otlp.tls]                # https:// only; the OpenTelemetry Collector's keys
+//! ca_file = "/etc/shmtel/ca.pem"   # CA that verifies the server (default: Mozilla's roots)
+//! cert_file = "client.pem"         # client certificate chain and key, for mutual TLS
+//! key_file = "client.key"
 //!
 //! [export.zipkin]                  # Zipkin v2 JSON; same batching/retry keys as otlp
 //! endpoint = "http://localhost:9411/api/v2/spans"

@@ -3,7 +3,9 @@
 //! `opentelemetry-proto` messages; Zipkin v2 JSON) or to a JSON lines file, and every field is
 //! checked. The outage test takes the receiver away and brings it back while a writer keeps
 //! writing: memory stays bounded, the writer loses nothing, retried batches arrive once and
-//! what could not be kept is counted.
+//! what could not be kept is counted. The TLS tests export to an `https://` receiver whose
+//! certificate a test CA signed: verified against `tls.ca_file` (and the receiver requiring the
+//! collector's client certificate), and refused against the built-in roots.
 //!
 //! The writer of the field tests is the e2e crate's example `span_writer` (`export/span_writer.rs`),
 //! run as a child process: the shmtel writer is configured once per process, and each test needs
@@ -11,6 +13,7 @@
 
 #[path = "fixture.rs"]
 mod fixture;
+mod pki;
 mod receiver;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -26,6 +29,7 @@ use serde_json::{json, Value};
 use shmtel_e2e::*;
 
 use fixture::{hex, LINKED_SPAN, LINKED_TRACE, REMOTE_PARENT, REMOTE_TRACE, SERVICE};
+use pki::Pki;
 use receiver::Receiver;
 
 /// Slack between the writer's clock-derived span times and its own SystemTime readings.
@@ -495,6 +499,99 @@ fn rss_kib(pid: u32) -> u64 {
 // ----------------------------------------------------------------------------------------------
 // Zipkin and JSON lines
 // ----------------------------------------------------------------------------------------------
+
+// ----------------------------------------------------------------------------------------------
+// TLS
+// ----------------------------------------------------------------------------------------------
+
+/// The spans in the OTLP requests `rx` accepted.
+fn spans_received(rx: &Receiver) -> usize {
+    rx.accepted()
+        .iter()
+        .map(|r| {
+            let req = ExportTraceServiceRequest::decode(&r.body[..]).expect("a valid OTLP request");
+            req.resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .map(|ss| ss.spans.len())
+                .sum::<usize>()
+        })
+        .sum()
+}
+
+#[test]
+fn otlp_over_mutual_tls_with_a_private_ca() {
+    let sb = Sandbox::new("export-tls");
+    let pki = Pki::new(sb.root());
+    // The receiver requires a client certificate signed by the same CA.
+    let rx = Receiver::start_tls(200, pki.server_config(true));
+    let mut c = ConfiguredCollector::start(
+        &sb,
+        &format!(
+            "[export.otlp]\nendpoint = \"{}\"\nbatch_timeout_ms = 100\n\
+             [export.otlp.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            rx.base_url(),
+            pki.client_cert_file.display(),
+            pki.client_key_file.display(),
+        ),
+        // The CA from the OpenTelemetry variable, the client's files from the configuration.
+        &[(
+            "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            &pki.ca_file.display().to_string(),
+        )],
+    );
+    run_writer(&sb.regions());
+    let m = wait_handled(&mut c, "otlp", 3.0);
+    assert_eq!(
+        exporter_count(&m, "otlp", "exported"),
+        3.0,
+        "{}\nlog:\n{}",
+        m.relevant(),
+        c.log()
+    );
+    assert_eq!(spans_received(&rx), 3, "the receiver decoded every span");
+    assert_eq!(rx.failed_handshakes(), 0);
+}
+
+#[test]
+fn otlp_over_tls_refuses_a_server_the_roots_do_not_trust() {
+    let sb = Sandbox::new("export-tls-untrusted");
+    let pki = Pki::new(sb.root());
+    let rx = Receiver::start_tls(200, pki.server_config(false));
+    // No ca_file: the built-in roots, which do not know the test CA.
+    let mut c = ConfiguredCollector::start(
+        &sb,
+        &format!(
+            "[export.otlp]\nendpoint = \"{}\"\nbatch_timeout_ms = 100\n",
+            rx.base_url()
+        ),
+        &[],
+    );
+    run_writer(&sb.regions());
+    let m = wait_handled(&mut c, "otlp", 3.0);
+    assert_eq!(
+        exporter_count(&m, "otlp", "failed"),
+        3.0,
+        "{}\nlog:\n{}",
+        m.relevant(),
+        c.log()
+    );
+    assert_eq!(exporter_count(&m, "otlp", "exported"), 0.0);
+    assert_eq!(
+        m.sum_where("shmtel_exporter_retries_total", &[("exporter", "otlp")]),
+        0.0,
+        "a certificate the roots do not trust is not retried"
+    );
+    assert!(rx.accepted().is_empty(), "nothing was sent unverified");
+    assert!(rx.failed_handshakes() >= 1);
+    assert!(
+        c.log().contains("certificate") || c.log().contains("UnknownIssuer"),
+        "the collector says why:\n{}",
+        c.log()
+    );
+    // The collector is still serving.
+    c.scrape();
+}
 
 #[test]
 fn zipkin_receives_v2_json() {

@@ -1,6 +1,7 @@
 //! A loopback HTTP receiver standing in for an OTLP or Zipkin backend: it answers every POST
 //! with the status the test sets, records the (decompressed) bodies it accepted with 2xx, and
-//! can go down (its listener closed: connections refused) and come back on the same port.
+//! can go down (its listener closed: connections refused) and come back on the same port. With
+//! [`Receiver::start_tls`] it speaks HTTPS (rustls), and may require a client certificate.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,6 +28,8 @@ struct State {
     /// Requests answered (any status).
     attempts: AtomicU64,
     accepted: Mutex<Vec<Request>>,
+    /// TLS handshakes that failed.
+    handshakes_failed: AtomicU64,
 }
 
 /// The receiver; stopped on drop.
@@ -36,11 +39,28 @@ pub struct Receiver {
     state: Arc<State>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Receiver {
     /// Listen on an ephemeral port, answering `status`.
     pub fn start(status: u16) -> Receiver {
+        Receiver::listen(status, None)
+    }
+
+    /// [`start`](Self::start) over TLS with `config` (its certificate, and whether it asks for
+    /// the client's). A handshake that fails is logged and the connection dropped, unanswered.
+    pub fn start_tls(status: u16, config: Arc<rustls::ServerConfig>) -> Receiver {
+        Receiver::listen(status, Some(config))
+    }
+
+    /// Handshakes that failed so far.
+    pub fn failed_handshakes(&self) -> u64 {
+        // Ordering: Relaxed: a statistic.
+        self.state.handshakes_failed.load(Ordering::Relaxed)
+    }
+
+    fn listen(status: u16, tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
         let port = listener.local_addr().expect("local addr").port();
         let state = Arc::new(State::default());
@@ -51,6 +71,7 @@ impl Receiver {
             state,
             stop: Arc::new(AtomicBool::new(false)),
             thread: None,
+            tls,
         };
         r.serve(listener);
         r
@@ -58,13 +79,17 @@ impl Receiver {
 
     fn serve(&mut self, listener: TcpListener) {
         listener.set_nonblocking(true).expect("nonblocking");
-        let (state, stop) = (self.state.clone(), self.stop.clone());
+        let (state, stop, tls) = (self.state.clone(), self.stop.clone(), self.tls.clone());
         self.thread = Some(std::thread::spawn(move || {
             // Ordering: Relaxed: a stop flag; join synchronises.
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, _)) => {
-                        if let Err(e) = handle(s, &state) {
+                        let served = match &tls {
+                            None => prepare(&s).and_then(|()| handle(&mut &s, &state)),
+                            Some(config) => serve_tls(s, config, &state),
+                        };
+                        if let Err(e) = served {
                             eprintln!("receiver: {e}");
                         }
                     }
@@ -77,9 +102,13 @@ impl Receiver {
         }));
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` over TLS (the name its
+    /// certificate is for).
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        match self.tls {
+            None => format!("http://127.0.0.1:{}", self.port),
+            Some(_) => format!("https://localhost:{}", self.port),
+        }
     }
 
     /// Answer `status` from now on.
@@ -132,12 +161,37 @@ impl Drop for Receiver {
     }
 }
 
-fn handle(stream: TcpStream, state: &State) -> Result<(), String> {
+/// A blocking accepted socket with a read timeout.
+fn prepare(stream: &TcpStream) -> Result<(), String> {
     stream.set_nonblocking(false).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+        .map_err(|e| e.to_string())
+}
+
+/// The TLS handshake, then the request as [`handle`] answers it.
+fn serve_tls(
+    stream: TcpStream,
+    config: &Arc<rustls::ServerConfig>,
+    state: &State,
+) -> Result<(), String> {
+    prepare(&stream)?;
+    let conn = rustls::ServerConnection::new(config.clone()).map_err(|e| e.to_string())?;
+    let mut tls = rustls::StreamOwned::new(conn, stream);
+    while tls.conn.is_handshaking() {
+        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+            // Ordering: Relaxed: a statistic.
+            state.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+            return Err(format!("TLS handshake: {e}"));
+        }
+    }
+    handle(&mut tls, state)?;
+    tls.conn.send_close_notify();
+    tls.flush().map_err(|e| e.to_string())
+}
+
+fn handle<S: Read + Write>(stream: &mut S, state: &State) -> Result<(), String> {
+    let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).map_err(|e| e.to_string())?;
     let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
@@ -177,7 +231,7 @@ fn handle(stream: TcpStream, state: &State) -> Result<(), String> {
     }
     // Ordering: Relaxed: a statistic.
     state.attempts.fetch_add(1, Ordering::Relaxed);
-    let mut s = stream;
+    let s = reader.get_mut();
     write!(
         s,
         "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"

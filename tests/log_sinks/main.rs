@@ -12,10 +12,14 @@
 //! - OTLP: a loopback receiver decodes `ExportLogsServiceRequest`s with the official protobuf
 //!   definitions and every field of every record is checked; the sink enabled by
 //!   `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` alone;
+//! - TLS: the same sink to an `https://` receiver that requires a client certificate, set up by
+//!   the OpenTelemetry variables alone;
 //! - outage: the receiver answers 503, then is down, then comes back while writers write:
 //!   the queue stays within `queue_size`, batches are retried, arrived + dropped + failed =
 //!   written, nothing arrives twice, and no writer drops an event.
 
+#[path = "../export/pki.rs"]
+mod pki;
 #[path = "../export/receiver.rs"]
 mod receiver;
 
@@ -33,6 +37,7 @@ use prost::Message;
 use serde_json::Value;
 use shmtel_e2e::*;
 
+use pki::Pki;
 use receiver::Receiver;
 
 /// The tests of this suite run one at a time: each starts writers that write as fast as they
@@ -906,6 +911,44 @@ fn otlp_logs_enabled_by_the_environment() {
         assert!(!r.headers.contains_key("content-encoding"));
     }
     assert_eq!(records(&rx, "/custom/logs").len(), 1_000);
+    c.terminate();
+}
+
+#[test]
+fn otlp_logs_over_mutual_tls_set_up_by_the_environment() {
+    let _serial = serial();
+    let sb = Sandbox::new("logsink-otlp-tls");
+    let pki = Pki::new(sb.root());
+    let rx = Receiver::start_tls(200, pki.server_config(true));
+    let (ca, cert, key) = (
+        pki.ca_file.display().to_string(),
+        pki.client_cert_file.display().to_string(),
+        pki.client_key_file.display().to_string(),
+    );
+    let mut c = ConfiguredCollector::start(
+        &sb,
+        "",
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                &format!("{}/v1/logs", rx.base_url()),
+            ),
+            ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", &ca),
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", &cert),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", &key),
+        ],
+    );
+    run_load(&sb.regions(), 500, 1);
+    let m = wait_handled(&mut c, "otlp", 500.0);
+    assert_eq!(
+        sink_count(&m, "otlp", "exported"),
+        500.0,
+        "{}\nlog:\n{}",
+        m.relevant(),
+        c.log()
+    );
+    assert_eq!(records(&rx, "/v1/logs").len(), 500);
+    assert_eq!(rx.failed_handshakes(), 0);
     c.terminate();
 }
 

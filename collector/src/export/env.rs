@@ -4,6 +4,7 @@
 //! (`OTEL_EXPORTER_OTLP_TRACES_*` for the span exporter, `OTEL_EXPORTER_OTLP_LOGS_*` for the
 //! OTLP log sink) win over the general ones.
 
+use super::tls::TlsFiles;
 use super::Compression;
 
 /// What the `OTEL_*` environment variables say.
@@ -18,6 +19,8 @@ pub struct OtelEnv {
     pub compression: Option<Compression>,
     /// `OTEL_EXPORTER_OTLP_[TRACES_]TIMEOUT`, milliseconds.
     pub timeout_ms: Option<u64>,
+    /// `OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE`, `..._CLIENT_CERTIFICATE`, `..._CLIENT_KEY`.
+    pub tls: TlsFiles,
     /// `OTEL_SERVICE_NAME`.
     pub service_name: Option<String>,
     /// `OTEL_RESOURCE_ATTRIBUTES` (URL-decoded), in order.
@@ -40,6 +43,9 @@ pub struct SignalEnv {
     pub compression: Option<Compression>,
     /// `OTEL_EXPORTER_OTLP_[<SIGNAL>_]TIMEOUT`, milliseconds.
     pub timeout_ms: Option<u64>,
+    /// `OTEL_EXPORTER_OTLP_[<SIGNAL>_]CERTIFICATE` (`ca_file`), `..._CLIENT_CERTIFICATE`
+    /// (`cert_file`) and `..._CLIENT_KEY` (`key_file`).
+    pub tls: TlsFiles,
 }
 
 impl SignalEnv {
@@ -86,11 +92,18 @@ impl SignalEnv {
             ),
             None => None,
         };
+        let file = |what: &str| either(what).map(|(_, v)| v.trim().into());
+        let tls = TlsFiles {
+            ca_file: file("CERTIFICATE"),
+            cert_file: file("CLIENT_CERTIFICATE"),
+            key_file: file("CLIENT_KEY"),
+        };
         Ok(SignalEnv {
             endpoint,
             headers,
             compression,
             timeout_ms,
+            tls,
         })
     }
 }
@@ -110,6 +123,7 @@ impl OtelEnv {
             headers: traces.headers,
             compression: traces.compression,
             timeout_ms: traces.timeout_ms,
+            tls: traces.tls,
             service_name: get("OTEL_SERVICE_NAME").map(|s| s.trim().to_owned()),
             resource_attributes,
             logs,
@@ -240,6 +254,7 @@ mod tests {
                 headers: vec![("a".into(), "1".into()), ("B".into(), "3".into())],
                 compression: Some(Compression::None),
                 timeout_ms: Some(200),
+                tls: TlsFiles::default(),
             }
         );
         assert_eq!(
@@ -250,6 +265,35 @@ mod tests {
         assert!(env(&[("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "br")]).is_err());
         assert!(env(&[("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "0")]).is_err());
         assert!(env(&[("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "x")]).is_err());
+    }
+
+    #[test]
+    fn certificate_files_per_signal_over_the_general_ones() {
+        let e = env(&[
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
+            ("OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE", " /etc/logs-ca.pem "),
+            ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "/etc/c.pem"),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/etc/c.key"),
+            ("OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY", ""),
+        ])
+        .unwrap();
+        assert_eq!(
+            e.tls,
+            TlsFiles {
+                ca_file: Some("/etc/ca.pem".into()),
+                cert_file: Some("/etc/c.pem".into()),
+                key_file: Some("/etc/c.key".into()),
+            }
+        );
+        assert_eq!(
+            e.logs.tls,
+            TlsFiles {
+                ca_file: Some("/etc/logs-ca.pem".into()),
+                cert_file: None,
+                // Empty counts as unset: the general variable applies.
+                key_file: Some("/etc/c.key".into()),
+            }
+        );
     }
 
     #[test]

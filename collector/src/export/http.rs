@@ -1,8 +1,6 @@
 //! The HTTP transport of the OTLP and Zipkin exporters: one blocking POST per attempt (ureq,
-//! keep-alive), with the status classified as the OTLP/HTTP specification says.
-//!
-//! Plain `http://` only for now: TLS would need a TLS stack in the collector (ureq's `rustls`
-//! feature); `https://` endpoints are refused when the configuration is checked.
+//! keep-alive), with the status classified as the OTLP/HTTP specification says. `https://`
+//! endpoints go over TLS as [`super::tls`] configures it.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,6 +12,7 @@ use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use super::sender::{Outcome, Transport};
+use super::tls::TlsFiles;
 
 /// How long the endpoint's addresses are used without a new lookup (unless a connection to them
 /// fails first).
@@ -87,15 +86,22 @@ pub struct HttpTransport {
 
 impl HttpTransport {
     /// A transport posting `content_type` bodies to `url` with extra `headers`, gzip-compressed
-    /// when `gzip`, each attempt bounded by `timeout`.
+    /// when `gzip`, each attempt bounded by `timeout`; over TLS with `tls`'s files when `url`
+    /// is `https://`.
     pub fn new(
         url: &str,
         content_type: &'static str,
         headers: Vec<(String, String)>,
         gzip: bool,
         timeout: Duration,
+        tls: &TlsFiles,
     ) -> Result<HttpTransport, String> {
         check_url(url)?;
+        let tls_config = if is_https(url) {
+            tls.load()?
+        } else {
+            Default::default()
+        };
         for (k, v) in &headers {
             ureq::http::HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| format!("invalid header name {k:?}"))?;
@@ -110,6 +116,7 @@ impl HttpTransport {
             // Loopback and in-cluster backends: an HTTP_PROXY meant for other tools must not
             // capture the collector's exports.
             .proxy(None)
+            .tls_config(tls_config)
             .build();
         let resolver = Arc::new(CachingResolver::new(Box::new(DefaultResolver::default())));
         let agent = ureq::Agent::with_parts(
@@ -128,23 +135,39 @@ impl HttpTransport {
     }
 }
 
-/// Check that `url` is an `http://` URL with a host.
+/// Whether `url` goes over TLS.
+pub fn is_https(url: &str) -> bool {
+    url.starts_with("https://")
+}
+
+/// Check that `url` is an `http://` or `https://` URL with a host.
 pub fn check_url(url: &str) -> Result<(), String> {
-    if url.starts_with("https://") {
-        return Err(format!(
-            "{url}: https is not supported yet (no TLS in the collector); use http:// \
-             (e.g. to a local OpenTelemetry Collector)"
-        ));
-    }
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: not an http:// URL"))?;
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url}: not an http:// or https:// URL"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     if host.is_empty() {
         return Err(format!("{url}: no host"));
     }
     url.parse::<ureq::http::Uri>()
         .map_err(|e| format!("{url}: {e}"))?;
+    Ok(())
+}
+
+/// Check an exporter's endpoint and, when it is `https://`, its TLS files (read now, so that a
+/// missing or wrong file stops the collector at start-up rather than failing every send).
+/// Errors are (key, message), the key under `prefix` (`export.otlp`, ...).
+pub(crate) fn check_endpoint(
+    prefix: &str,
+    url_key: &str,
+    url: &str,
+    tls: &TlsFiles,
+) -> Result<(), (String, String)> {
+    check_url(url).map_err(|m| (format!("{prefix}.{url_key}"), m))?;
+    if is_https(url) {
+        tls.load().map_err(|m| (format!("{prefix}.tls"), m))?;
+    }
     Ok(())
 }
 
@@ -197,6 +220,12 @@ impl Transport for HttpTransport {
                     self.resolver.forget();
                 }
                 match e {
+                    // rustls reports its failures (a certificate the roots do not trust, a
+                    // name it is not for, a failed handshake) as invalid data: sending again
+                    // would fail the same way.
+                    E::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                        Outcome::Fail(format!("TLS: {io}"))
+                    }
                     E::Io(_)
                     | E::Timeout(_)
                     | E::HostNotFound
@@ -391,6 +420,7 @@ mod tests {
             vec![],
             false,
             Duration::from_secs(5),
+            &TlsFiles::default(),
         )
         .unwrap();
         let outcome = t.send(b"spans");
@@ -415,9 +445,9 @@ mod tests {
     fn urls() {
         assert!(check_url("http://127.0.0.1:4318/v1/traces").is_ok());
         assert!(check_url("http://collector/v1/traces").is_ok());
-        assert!(check_url("https://collector/v1/traces")
-            .unwrap_err()
-            .contains("https"));
+        assert!(check_url("https://collector/v1/traces").is_ok());
+        assert!(check_url("https:///v1/traces").is_err());
+        assert!(check_url("ftp://collector/v1/traces").is_err());
         assert!(check_url("collector:4318").is_err());
         assert!(check_url("http:///v1/traces").is_err());
     }
@@ -430,6 +460,7 @@ mod tests {
             vec![],
             true,
             Duration::from_secs(1),
+            &TlsFiles::default(),
         )
         .unwrap();
         let body = t.prepare(b"hello hello hello".to_vec());

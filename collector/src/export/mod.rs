@@ -41,11 +41,18 @@
 //! retry_max_backoff_ms = 5000      # ...up to this
 //! service_version = "1.4.2"        # overrides [export] service_version for OTLP
 //!
+//! [export.otlp.tls]                # an https:// endpoint's files (see `tls`); all optional
+//! ca_file = "/etc/shmtel/ca.pem"   # CA certificates that verify the server, in place of the
+//!                                  # built-in roots (Mozilla's)
+//! cert_file = "/etc/shmtel/client.pem"  # client certificate chain, for mutual TLS...
+//! key_file = "/etc/shmtel/client.key"   # ...and its private key
+//!
 //! [export.zipkin]                  # Zipkin v2 JSON
 //! endpoint = "http://localhost:9411/api/v2/spans"  # /api/v2/spans added when no path
 //! compression = "none"             # or "gzip"
 //! # headers, timeout_ms, batch_size, batch_timeout_ms, queue_size, max_retry_elapsed_ms,
-//! # retry_initial_backoff_ms, retry_max_backoff_ms: as for OTLP (same defaults)
+//! # retry_initial_backoff_ms, retry_max_backoff_ms, [export.zipkin.tls]: as for OTLP (same
+//! # defaults)
 //!
 //! [export.jsonl]                   # one JSON object per span (see `jsonl`)
 //! path = "/var/log/shmtel/spans.jsonl"   # appended to (created 0644); "-" is stdout
@@ -59,13 +66,15 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (base URL, `/v1/traces` appended),
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is), `OTEL_EXPORTER_OTLP_HEADERS`
 //! (`k=v,k2=v2`, URL-decoded, merged over the file's), `OTEL_EXPORTER_OTLP_COMPRESSION`,
-//! `OTEL_EXPORTER_OTLP_TIMEOUT` (ms), each also in its `OTEL_EXPORTER_OTLP_TRACES_*` form;
+//! `OTEL_EXPORTER_OTLP_TIMEOUT` (ms), `OTEL_EXPORTER_OTLP_CERTIFICATE`,
+//! `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and `OTEL_EXPORTER_OTLP_CLIENT_KEY` (the `tls`
+//! files), each also in its `OTEL_EXPORTER_OTLP_TRACES_*` form;
 //! `OTEL_SERVICE_NAME` (replaces every span's service name, for all exporters);
 //! `OTEL_RESOURCE_ATTRIBUTES` (`k=v,...`, added to every resource; its `service.name` and
 //! `service.version` count as `OTEL_SERVICE_NAME` and `service_version`).
 //!
-//! Only `http://` endpoints for now: TLS is not built in (run a local OpenTelemetry Collector
-//! for TLS backends).
+//! `https://` endpoints go over TLS (rustls; the server verified against Mozilla's roots or
+//! `tls.ca_file`, never unverified): see [`tls`].
 
 pub mod env;
 pub(crate) mod envelope;
@@ -75,6 +84,7 @@ pub mod otlp;
 pub mod resource;
 pub mod sender;
 pub mod stats;
+pub mod tls;
 pub mod zipkin;
 
 use std::collections::BTreeMap;
@@ -91,6 +101,7 @@ use self::env::OtelEnv;
 use self::resource::ResourceInfo;
 use self::sender::{BatchSettings, BatchSink};
 use self::stats::{ExporterMetrics, ExporterStats};
+use self::tls::TlsFiles;
 
 /// The `[export]` section of the collector's configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -146,6 +157,8 @@ pub struct OtlpConfig {
     pub retry_max_backoff_ms: u64,
     /// `service.version` for OTLP resources (wins over `[export] service_version`).
     pub service_version: Option<String>,
+    /// `[export.otlp.tls]`: the files of an `https://` endpoint.
+    pub tls: TlsFiles,
 }
 
 impl Default for OtlpConfig {
@@ -163,6 +176,7 @@ impl Default for OtlpConfig {
             retry_initial_backoff_ms: 500,
             retry_max_backoff_ms: 5000,
             service_version: None,
+            tls: TlsFiles::default(),
         }
     }
 }
@@ -192,6 +206,8 @@ pub struct ZipkinConfig {
     pub retry_initial_backoff_ms: u64,
     /// Longest retry delay before jitter (default 5000).
     pub retry_max_backoff_ms: u64,
+    /// `[export.zipkin.tls]`: the files of an `https://` endpoint.
+    pub tls: TlsFiles,
 }
 
 impl Default for ZipkinConfig {
@@ -208,6 +224,7 @@ impl Default for ZipkinConfig {
             max_retry_elapsed_ms: o.max_retry_elapsed_ms,
             retry_initial_backoff_ms: o.retry_initial_backoff_ms,
             retry_max_backoff_ms: o.retry_max_backoff_ms,
+            tls: TlsFiles::default(),
         }
     }
 }
@@ -331,11 +348,11 @@ impl OtlpConfig {
             &self.headers,
         )?;
         let key = if self.traces_endpoint.is_some() {
-            "export.otlp.traces_endpoint"
+            "traces_endpoint"
         } else {
-            "export.otlp.endpoint"
+            "endpoint"
         };
-        http::check_url(&self.url()).map_err(|m| (key.to_owned(), m))
+        http::check_endpoint("export.otlp", key, &self.url(), &self.tls)
     }
 }
 
@@ -365,8 +382,12 @@ impl ZipkinConfig {
             self.retry_max_backoff_ms,
             &self.headers,
         )?;
-        http::check_url(&zipkin::spans_url(&self.endpoint))
-            .map_err(|m| ("export.zipkin.endpoint".to_owned(), m))
+        http::check_endpoint(
+            "export.zipkin",
+            "endpoint",
+            &zipkin::spans_url(&self.endpoint),
+            &self.tls,
+        )
     }
 }
 
@@ -460,6 +481,7 @@ pub fn resolve(cfg: &ExportConfig, env: &OtelEnv) -> (ExportConfig, ResourceInfo
         if let Some(t) = env.timeout_ms {
             o.timeout_ms = t;
         }
+        o.tls.overlay(&env.tls);
     }
     let mut resource = ResourceInfo {
         service_name: None,
@@ -513,6 +535,7 @@ pub fn build_with_env(cfg: &ExportConfig, env: &OtelEnv) -> Result<Exporters, St
             o.headers.clone().into_iter().collect(),
             o.compression == Compression::Gzip,
             Duration::from_millis(o.timeout_ms),
+            &o.tls,
         )
         .map_err(|e| format!("export.otlp: {e}"))?;
         let sink = BatchSink::start(o.batch(), s.clone(), otlp::OtlpEncoder::new(res), transport)?;
@@ -529,6 +552,7 @@ pub fn build_with_env(cfg: &ExportConfig, env: &OtelEnv) -> Result<Exporters, St
             z.headers.clone().into_iter().collect(),
             z.compression == Compression::Gzip,
             Duration::from_millis(z.timeout_ms),
+            &z.tls,
         )
         .map_err(|e| format!("export.zipkin: {e}"))?;
         let sink = BatchSink::start(
@@ -619,7 +643,21 @@ mod tests {
         };
         bad("[otlp]\nbatch_size = 0", "export.otlp.batch_size");
         bad("[otlp]\nqueue_size = 10", "export.otlp.queue_size");
-        bad("[otlp]\nendpoint = \"https://x\"", "export.otlp.endpoint");
+        bad("[otlp]\nendpoint = \"ftp://x\"", "export.otlp.endpoint");
+        assert!(parse("[otlp]\nendpoint = \"https://x\"")
+            .unwrap()
+            .validate()
+            .is_ok());
+        // An https:// endpoint's files are read when the configuration is checked.
+        bad(
+            "[otlp]\nendpoint = \"https://x\"\n[otlp.tls]\nca_file = \"/nonexistent/ca.pem\"",
+            "export.otlp.tls",
+        );
+        bad(
+            "[zipkin]\nendpoint = \"https://z\"\n[zipkin.tls]\ncert_file = \"/nonexistent/c.pem\"",
+            "export.zipkin.tls",
+        );
+        assert!(parse("[otlp.tls]\nca = \"x\"").is_err(), "unknown tls key");
         bad(
             "[otlp]\ntraces_endpoint = \"x:1\"",
             "export.otlp.traces_endpoint",
@@ -643,6 +681,7 @@ mod tests {
             "OTEL_EXPORTER_OTLP_COMPRESSION" => Some("none".into()),
             "OTEL_SERVICE_NAME" => Some("svc".into()),
             "OTEL_RESOURCE_ATTRIBUTES" => Some("service.version=3,team=core".into()),
+            "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY" => Some("/env/k.pem".into()),
             _ => None,
         })
         .unwrap();
@@ -658,6 +697,7 @@ mod tests {
             [("API-KEY".to_string(), "env".to_string())]
         );
         assert_eq!(o.compression, Compression::None);
+        assert_eq!(o.tls.key_file.as_deref(), Some(Path::new("/env/k.pem")));
         assert_eq!(res.service_name.as_deref(), Some("svc"));
         assert_eq!(res.service_version.as_deref(), Some("3"));
         assert_eq!(res.extra, [("team".to_string(), "core".to_string())]);

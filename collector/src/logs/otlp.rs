@@ -43,13 +43,19 @@
 //! max_retry_elapsed_ms = 30000     # retry budget of one batch; 0: never retry
 //! retry_initial_backoff_ms = 500   # first retry delay (x0.5..1.5 jitter), doubling...
 //! retry_max_backoff_ms = 5000      # ...up to this
+//!
+//! [logs.otlp.tls]                  # an https:// endpoint's files, as [export.otlp.tls]
+//! ca_file = "/etc/shmtel/ca.pem"
 //! ```
 //!
 //! The OpenTelemetry SDK variables win over the file, and an endpoint variable enables the sink
 //! without a `[logs.otlp]` section: `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` (used as is),
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (`/v1/logs` appended), `OTEL_EXPORTER_OTLP_[LOGS_]HEADERS`
 //! (`k=v,...`, URL-decoded, merged over the file's), `OTEL_EXPORTER_OTLP_[LOGS_]COMPRESSION`,
-//! `OTEL_EXPORTER_OTLP_[LOGS_]TIMEOUT` (ms). Only `http://` endpoints (no TLS in the collector).
+//! `OTEL_EXPORTER_OTLP_[LOGS_]TIMEOUT` (ms), `OTEL_EXPORTER_OTLP_[LOGS_]CERTIFICATE`,
+//! `OTEL_EXPORTER_OTLP_[LOGS_]CLIENT_CERTIFICATE` and `OTEL_EXPORTER_OTLP_[LOGS_]CLIENT_KEY`
+//! (the `tls` files). `https://` endpoints go over TLS as `[export.otlp]`'s do
+//! (`crate::export::tls`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,11 +69,12 @@ use serde::Deserialize;
 use super::file::check_name;
 use super::render::{level_name, parse_caller, severity_number};
 use crate::export::env::OtelEnv;
-use crate::export::http::{check_url, HttpTransport};
+use crate::export::http::{check_endpoint, HttpTransport};
 use crate::export::otlp::{group_by_origin, key_values, resource, scope};
 use crate::export::resource::ResourceInfo;
 use crate::export::sender::{BatchSettings, BatchSink, Encoder};
 use crate::export::stats::ExporterStats;
+use crate::export::tls::TlsFiles;
 use crate::export::{check_batching, check_retry, Compression};
 use crate::sinks::{LogData, LogSink, OwnedValue};
 
@@ -99,6 +106,8 @@ pub struct OtlpLogsConfig {
     pub retry_initial_backoff_ms: u64,
     /// Longest retry delay before jitter (default 5000).
     pub retry_max_backoff_ms: u64,
+    /// `[logs.otlp.tls]`: the files of an `https://` endpoint (as `[export.otlp.tls]`).
+    pub tls: TlsFiles,
 }
 
 impl Default for OtlpLogsConfig {
@@ -116,6 +125,7 @@ impl Default for OtlpLogsConfig {
             max_retry_elapsed_ms: 30_000,
             retry_initial_backoff_ms: 500,
             retry_max_backoff_ms: 5000,
+            tls: TlsFiles::default(),
         }
     }
 }
@@ -136,7 +146,6 @@ impl OtlpLogsConfig {
     /// Check the section; errors are (key, message).
     pub fn validate(&self) -> Result<(), (String, String)> {
         const P: &str = "logs.otlp";
-        let key = |k: &str| format!("{P}.{k}");
         check_name(P, &self.name)?;
         check_batching(P, self.batch_size, self.batch_timeout_ms, self.queue_size)?;
         check_retry(
@@ -151,7 +160,7 @@ impl OtlpLogsConfig {
         } else {
             "endpoint"
         };
-        check_url(&self.url()).map_err(|m| (key(which), m))
+        check_endpoint(P, which, &self.url(), &self.tls)
     }
 
     fn batch(&self) -> BatchSettings {
@@ -188,6 +197,7 @@ pub fn resolve(cfg: Option<&OtlpLogsConfig>, env: &OtelEnv) -> Option<OtlpLogsCo
     if let Some(t) = e.timeout_ms {
         c.timeout_ms = t;
     }
+    c.tls.overlay(&e.tls);
     Some(c)
 }
 
@@ -204,6 +214,7 @@ pub fn start(
         cfg.headers.clone().into_iter().collect(),
         cfg.compression == Compression::Gzip,
         Duration::from_millis(cfg.timeout_ms),
+        &cfg.tls,
     )?;
     let sink = BatchSink::start(
         cfg.batch(),
@@ -476,7 +487,11 @@ mod tests {
             let c: OtlpLogsConfig = toml::from_str(t).unwrap();
             assert_eq!(c.validate().unwrap_err().0, key, "{t}");
         };
-        bad("endpoint = \"https://x\"", "logs.otlp.endpoint");
+        bad("endpoint = \"ftp://x\"", "logs.otlp.endpoint");
+        bad(
+            "endpoint = \"https://x\"\n[tls]\nkey_file = \"/nonexistent/k.pem\"",
+            "logs.otlp.tls",
+        );
         bad("logs_endpoint = \"x:1\"", "logs.otlp.logs_endpoint");
         bad("queue_size = 10", "logs.otlp.queue_size");
         bad("timeout_ms = 0", "logs.otlp.timeout_ms");
@@ -489,17 +504,25 @@ mod tests {
             "OTEL_EXPORTER_OTLP_LOGS_HEADERS" => Some("API-KEY=e".into()),
             "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION" => Some("none".into()),
             "OTEL_EXPORTER_OTLP_TIMEOUT" => Some("250".into()),
+            "OTEL_EXPORTER_OTLP_LOGS_CERTIFICATE" => Some("/env/ca.pem".into()),
             _ => None,
         })
         .unwrap();
         let c = resolve(None, &env).expect("an endpoint variable enables the sink");
         assert_eq!(c.url(), "http://env:4318/v1/logs");
         assert_eq!((c.compression, c.timeout_ms), (Compression::None, 250));
-        let file: OtlpLogsConfig =
-            toml::from_str("endpoint = \"http://file:1\"\nheaders = { \"api-key\" = \"f\" }")
-                .unwrap();
+        let file: OtlpLogsConfig = toml::from_str(
+            "endpoint = \"http://file:1\"\nheaders = { \"api-key\" = \"f\" }\n\
+             [tls]\nca_file = \"/file/ca.pem\"\ncert_file = \"/file/c.pem\"",
+        )
+        .unwrap();
         let c = resolve(Some(&file), &env).unwrap();
         assert_eq!(c.url(), "http://env:4318/v1/logs", "the environment wins");
+        assert_eq!(
+            (c.tls.ca_file.unwrap(), c.tls.cert_file.unwrap()),
+            ("/env/ca.pem".into(), "/file/c.pem".into()),
+            "the environment's CA over the file's; the file's client certificate kept"
+        );
         assert_eq!(
             c.headers.into_iter().collect::<Vec<_>>(),
             [("API-KEY".to_string(), "e".to_string())]
