@@ -82,6 +82,8 @@ pub struct HttpTransport {
     content_type: &'static str,
     headers: Vec<(String, String)>,
     gzip: bool,
+    /// Over TLS (`https://`).
+    tls: bool,
 }
 
 impl HttpTransport {
@@ -131,6 +133,7 @@ impl HttpTransport {
             content_type,
             headers,
             gzip,
+            tls: is_https(url),
         })
     }
 }
@@ -223,7 +226,7 @@ impl Transport for HttpTransport {
                     // rustls reports its failures (a certificate the roots do not trust, a
                     // name it is not for, a failed handshake) as invalid data: sending again
                     // would fail the same way.
-                    E::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                    E::Io(io) if self.tls && io.kind() == std::io::ErrorKind::InvalidData => {
                         Outcome::Fail(format!("TLS: {io}"))
                     }
                     E::Io(_)
