@@ -334,10 +334,7 @@ impl<T, E: Encoder<T>, X: Transport> Worker<E, X, T> {
 }
 
 fn seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let t = crate::sinks::wall_clock_ns();
     (t ^ (u64::from(std::process::id()) << 32)) | 1
 }
 

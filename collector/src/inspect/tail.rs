@@ -411,6 +411,8 @@ fn read_ring(
         source: Some(source),
     };
     let selected = |kind: RecordKind| kinds.is_empty() || kinds.iter().any(|k| k.matches(kind));
+    // The log events of this poll are observed now (the otel schema's `ObservedTimestamp`).
+    let observed_ns = crate::sinks::wall_clock_ns();
     let batch = read_batch(
         &mut ring.reader,
         FRAMES_PER_POLL,
@@ -430,7 +432,7 @@ fn read_ring(
                         tid: source.tid,
                     },
                     time_ns: ctx.anchor.to_wall_ns(rec.ts),
-                    observed_ns: crate::sinks::wall_clock_ns(),
+                    observed_ns,
                     level: rec.level,
                     message: String::from_utf8_lossy(message).into_owned(),
                     truncated: rec.flags & shmtel_core::layout::LOG_FLAG_TRUNCATED != 0,

@@ -53,7 +53,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use file_rotate::compression::Compression;
 use file_rotate::suffix::AppendCount;
@@ -219,17 +219,13 @@ pub fn start(
     renderer: Renderer,
     stats: Arc<ExporterStats>,
 ) -> Result<Box<dyn LogSink>, String> {
-    let out = RotatingFile::open(&RotateSettings::from_config(cfg)?, Box::new(wall_clock_ns))?;
+    let out = RotatingFile::open(
+        &RotateSettings::from_config(cfg)?,
+        Box::new(crate::sinks::wall_clock_ns),
+    )?;
     tracing::info!(path = %cfg.path.display(), sink = stats.name, "writing log lines to a file");
     let sink = BatchSink::start(cfg.batch(), stats, renderer, out)?;
     Ok(Box::new(sink))
-}
-
-fn wall_clock_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// What [`RotatingFile`] needs from the configuration.

@@ -353,20 +353,13 @@ pub fn build(
             metrics,
         });
     }
-    let head = Head::new(cfg, redaction, sinks, Box::new(wall_clock_ns));
+    let head = Head::new(cfg, redaction, sinks, Box::new(crate::sinks::wall_clock_ns));
     metrics.push(Arc::new(PipelineMetrics(head.stats.clone())));
     metrics.push(Arc::new(ExporterMetrics::logs(stats)));
     Ok(LogPipeline {
         head: Some(Box::new(head)),
         metrics,
     })
-}
-
-fn wall_clock_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// Counters of the head, read on scrapes.

@@ -57,8 +57,8 @@
 //!
 //! Times are nanoseconds since the epoch as decimal strings, as the OTLP/JSON mapping writes
 //! 64-bit integers (a JSON number would lose precision in most parsers); `ObservedTimestamp` is
-//! when the collector (or `shmtel tail`) read the event from its ring. `SeverityNumber`: TRACE 1, DEBUG 5, INFO 9, WARN 13,
-//! ERROR 17, FATAL 21. `TraceId`, `SpanId` and `TraceFlags` (1: the record was written inside a
+//! when the collector (or `shmtel tail`) read the event from its ring. `SeverityNumber`: TRACE
+//! 1, DEBUG 5, INFO 9, WARN 13, ERROR 17, FATAL 21. `TraceId`, `SpanId` and `TraceFlags` (1: the record was written inside a
 //! span) only when the record has a trace context. The caller uses the current semantic
 //! conventions (`code.file.path`, `code.line.number`, `code.function.name`). `Resource` is the
 //! same resource the OTLP exporters attach.
