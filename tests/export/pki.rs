@@ -1,5 +1,5 @@
-//! A certificate authority made for one test (rcgen): a server certificate for `localhost` and
-//! 127.0.0.1 and a client certificate, both signed by it, and the PEM files a collector's
+//! A certificate authority made for one test (rcgen): a server certificate for 127.0.0.1 (and
+//! `localhost`) and a client certificate, both signed by it, and the PEM files a collector's
 //! `[export.otlp.tls]` names.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -25,8 +25,10 @@ pub struct Pki {
     server_key: Vec<u8>,
 }
 
+/// A certificate for `name` (and `ip`, when given) signed by `issuer`.
 fn leaf(
     name: &str,
+    ip: Option<IpAddr>,
     usage: ExtendedKeyUsagePurpose,
     issuer: &Issuer<'_, KeyPair>,
 ) -> (rcgen::Certificate, KeyPair) {
@@ -35,11 +37,7 @@ fn leaf(
     params.use_authority_key_identifier_extension = true;
     params.key_usages.push(KeyUsagePurpose::DigitalSignature);
     params.extended_key_usages.push(usage);
-    if name == "localhost" {
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    }
+    params.subject_alt_names.extend(ip.map(SanType::IpAddress));
     let key = KeyPair::generate().expect("a key");
     let cert = params.signed_by(&key, issuer).expect("signed");
     (cert, key)
@@ -61,8 +59,15 @@ impl Pki {
         let ca_key = KeyPair::generate().expect("a key");
         let ca = params.self_signed(&ca_key).expect("self-signed");
         let issuer = Issuer::new(params, ca_key);
-        let (server, server_key) = leaf("localhost", ExtendedKeyUsagePurpose::ServerAuth, &issuer);
-        let (client, client_key) = leaf("worker", ExtendedKeyUsagePurpose::ClientAuth, &issuer);
+        let loopback = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let (server, server_key) = leaf(
+            "localhost",
+            loopback,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            &issuer,
+        );
+        let (client, client_key) =
+            leaf("worker", None, ExtendedKeyUsagePurpose::ClientAuth, &issuer);
 
         let write = |name: &str, pem: String| {
             let p = dir.join(name);

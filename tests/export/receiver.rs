@@ -102,13 +102,11 @@ impl Receiver {
         }));
     }
 
-    /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` over TLS (the name its
-    /// certificate is for).
+    /// `http://127.0.0.1:PORT`, or `https://127.0.0.1:PORT` over TLS (its certificate names
+    /// the address).
     pub fn base_url(&self) -> String {
-        match self.tls {
-            None => format!("http://127.0.0.1:{}", self.port),
-            Some(_) => format!("https://localhost:{}", self.port),
-        }
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Answer `status` from now on.
