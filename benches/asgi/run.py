@@ -39,14 +39,15 @@ per request) and the log lines must all equal the requests served.
 
 The table shows medians over all runs (rounds x slices), paired ratios and differences against
 bare's run of the same slice, and the least CPU; when bare_cid ran, a line below it pairs shmtel
-with bare_cid's runs the same way (the floor of any middleware that returns a correlation id). With `--pin auto` (the default) and one worker,
-the server runs on CPU 0, wrk, this script and the receiver on CPU 1, and the collector where the
-scheduler puts it (as a deployed collector beside pinned workers would run; `--collector-cpu
-server` pins it to the worker's CPU, the worst case, `load` to wrk's); with more workers than one
-CPU holds nothing is pinned. uvicorn's workers share one listening socket, and the first to wake
-accepts every connection wrk opens at once: a run's connections land on one to all of them, at
-random, which on two CPUs moves a request's cost by half. The runs record each worker's share of
-the CPU, and a second table compares the variants at the same number of busy workers.
+with bare_cid's runs the same way (the floor of any middleware that returns a correlation id). With
+`--pin auto` (the default) and one worker, the server runs on CPU 0, wrk, this script and the
+receiver on CPU 1, and the collector where the scheduler puts it (as a deployed collector beside
+pinned workers would run; `--collector-cpu server` pins it to the worker's CPU, the worst case,
+`load` to wrk's); with more workers than one CPU holds nothing is pinned. uvicorn's workers share
+one listening socket, and the first to wake accepts every connection wrk opens at once: a run's
+connections land on one to all of them, at random, which on two CPUs moves a request's cost by
+half. The runs record each worker's share of the CPU, and a second table compares the variants at
+the same number of busy workers.
 Every variant's workers run with the same fixed glibc malloc thresholds (`MALLOC_ENV`; `--malloc
 default` leaves glibc's dynamic ones, under which each worker lands at random in one of two modes
 ~20 µs per request apart).
